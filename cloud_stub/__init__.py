@@ -1,0 +1,1 @@
+"""Stub fleet backend: broker, ingest, registry, signed commands."""
