@@ -21,7 +21,7 @@ def load_database(path: Path) -> tuple[Any, list[str]]:
         raise ConfigError(f"{path}: database file not found")
     try:
         return cantools.database.load_file(str(path), strict=True), []
-    except (cantools.database.UnsupportedDatabaseFormatError, ValueError, KeyError) as first:
+    except (cantools.database.errors.UnsupportedDatabaseFormatError, ValueError, KeyError) as first:
         try:
             db = cantools.database.load_file(str(path), strict=False)
         except Exception as e:  # noqa: BLE001 - any parser failure is a bad file

@@ -176,7 +176,14 @@ def build_mapping(db: Any, doc: dict[str, Any], source: str) -> Mapping:
         if not isinstance(entry, dict):
             raise ConfigError(f"{w}: expected a mapping with path, message, signal")
         unknown = set(entry) - {
-            "path", "message", "signal", "stale_after", "scale", "offset", "values", "invalid",
+            "path",
+            "message",
+            "signal",
+            "stale_after",
+            "scale",
+            "offset",
+            "values",
+            "invalid",
             "comment",
         }
         if unknown:
@@ -194,9 +201,7 @@ def build_mapping(db: Any, doc: dict[str, Any], source: str) -> Mapping:
         message = _find_message(db, f"{w}.message", entry["message"])
         signal = entry["signal"]
         if not isinstance(signal, str) or signal not in _signal_names(message):
-            raise ConfigError(
-                f"{w}.signal: message {message.name} has no signal {signal!r}"
-            )
+            raise ConfigError(f"{w}.signal: message {message.name} has no signal {signal!r}")
         stale = _number(f"{w}.stale_after", entry["stale_after"])
         if stale <= 0:
             raise ConfigError(f"{w}.stale_after: must be > 0 seconds")
@@ -260,7 +265,9 @@ def _build_requests(db: Any, raw: Any, source: str) -> RequestBinding | None:
         raise ConfigError(f"{w}.types: expected a mapping of request name -> number")
     for name, num in types.items():
         if name not in REQUEST_NAMES:
-            raise ConfigError(f"{w}.types.{name}: unknown request (known: {', '.join(REQUEST_NAMES)})")
+            raise ConfigError(
+                f"{w}.types.{name}: unknown request (known: {', '.join(REQUEST_NAMES)})"
+            )
         if isinstance(num, bool) or not isinstance(num, int):
             raise ConfigError(f"{w}.types.{name}: expected an integer")
     return RequestBinding(

@@ -81,10 +81,18 @@ _SPECS = [
     SignalSpec(path=DOOR_SLIDING_LEFT, kind="bool", description="left sliding door open"),
     SignalSpec(path=DOOR_SLIDING_RIGHT, kind="bool", description="right sliding door open"),
     SignalSpec(path=DOOR_REAR, kind="bool", description="rear doors open"),
-    SignalSpec(path=WINDOW_FRONT_LEFT, kind="float", unit="percent",
-               description="driver window, 0 = closed, 100 = fully open"),
-    SignalSpec(path=WINDOW_FRONT_RIGHT, kind="float", unit="percent",
-               description="passenger window, 0 = closed, 100 = fully open"),
+    SignalSpec(
+        path=WINDOW_FRONT_LEFT,
+        kind="float",
+        unit="percent",
+        description="driver window, 0 = closed, 100 = fully open",
+    ),
+    SignalSpec(
+        path=WINDOW_FRONT_RIGHT,
+        kind="float",
+        unit="percent",
+        description="passenger window, 0 = closed, 100 = fully open",
+    ),
     SignalSpec(path=BONNET, kind="bool", description="bonnet open"),
     SignalSpec(path=LOCKED, kind="bool", description="central lock engaged"),
     SignalSpec(path=TYRE_FRONT_LEFT, kind="float", unit="kPa"),
@@ -95,22 +103,32 @@ _SPECS = [
     SignalSpec(path=BATTERY_TEMP, kind="float", unit="celsius"),
     SignalSpec(path=PLUG_CONNECTED, kind="bool", description="charge plug connected"),
     SignalSpec(path=PLUG_LOCKED, kind="bool", description="charge plug locked in the inlet"),
-    SignalSpec(path=INFRA_CONNECTED, kind="bool",
-               description="plug connected to the charging infrastructure (pilot present)"),
-    SignalSpec(path=INFRA_TYPE, kind="enum",
-               values=("NONE", "WALLBOX", "HOME_SOCKET", "PUBLIC_AC", "DC")),
-    SignalSpec(path=CHARGING_STATUS, kind="enum",
-               values=("IDLE", "CHARGING", "COMPLETE", "FAULT")),
+    SignalSpec(
+        path=INFRA_CONNECTED,
+        kind="bool",
+        description="plug connected to the charging infrastructure (pilot present)",
+    ),
+    SignalSpec(
+        path=INFRA_TYPE, kind="enum", values=("NONE", "WALLBOX", "HOME_SOCKET", "PUBLIC_AC", "DC")
+    ),
+    SignalSpec(path=CHARGING_STATUS, kind="enum", values=("IDLE", "CHARGING", "COMPLETE", "FAULT")),
     SignalSpec(path=CHARGING_POWER, kind="float", unit="kW"),
-    SignalSpec(path=RFID, kind="enum",
-               values=("NOT_REQUIRED", "PENDING", "ACCEPTED", "REJECTED"),
-               description="RFID card authorisation at the charging station"),
+    SignalSpec(
+        path=RFID,
+        kind="enum",
+        values=("NOT_REQUIRED", "PENDING", "ACCEPTED", "REJECTED"),
+        description="RFID card authorisation at the charging station",
+    ),
     SignalSpec(path=GEAR, kind="enum", values=("P", "R", "N", "D")),
     SignalSpec(path=SPEED, kind="float", unit="km/h"),
     SignalSpec(path=IGNITION, kind="enum", values=("OFF", "ACC", "ON", "START")),
     SignalSpec(path=PRECOND_ENABLED, kind="bool", description="climate preconditioning enabled"),
-    SignalSpec(path=DEPARTURE_TIME, kind="float", unit="min",
-               description="planned departure, minutes after midnight UTC; unknown when unset"),
+    SignalSpec(
+        path=DEPARTURE_TIME,
+        kind="float",
+        unit="min",
+        description="planned departure, minutes after midnight UTC; unknown when unset",
+    ),
     SignalSpec(path=CABIN_SETPOINT, kind="float", unit="celsius"),
     SignalSpec(path=OUTSIDE_TEMP, kind="float", unit="celsius"),
     SignalSpec(path=LATITUDE, kind="float", unit="degrees"),
@@ -126,3 +144,7 @@ def spec(path: str) -> SignalSpec:
         return CATALOGUE[path]
     except KeyError:
         raise KeyError(f"unknown signal path {path!r}") from None
+
+# Compact numeric ids for the wire (telemetry keys). Append only: an id is never reused.
+SIGNAL_IDS: dict[str, int] = {s.path: i + 1 for i, s in enumerate(_SPECS)}
+SIGNAL_BY_ID: dict[int, str] = {i: p for p, i in SIGNAL_IDS.items()}

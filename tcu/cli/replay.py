@@ -1,0 +1,87 @@
+"""``tcu replay TRACE``: a trace through the TCU core, with a summary at the end."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from tcu.cli.output import Progress, table
+from tcu.errors import ConfigError
+from tcu.runtime.session import ReplayOptions, ReplayReport, replay_file
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("replay", help="replay a CAN trace through the TCU")
+    p.add_argument("trace", help="trace file (.asc .blf .log .trc .csv .db .mf4, optionally .gz)")
+    p.add_argument("--dbc", help="CAN database (DBC, KCD, ARXML); needs --mapping")
+    p.add_argument("--mapping", help="mapping file from DBC signals to the signal catalogue")
+    pace = p.add_mutually_exclusive_group()
+    pace.add_argument("--speed", type=float, help="pace at X times real time")
+    pace.add_argument("--realtime", action="store_true", help="keep the trace's timing")
+    p.add_argument("--start", type=float, help="vehicle time (s) to start at")
+    p.add_argument("--stop", type=float, help="vehicle time (s) to stop at")
+    p.add_argument(
+        "--command",
+        action="append",
+        default=[],
+        metavar="T:NAME[:ARG]",
+        help="inject a command at vehicle time T (repeatable)",
+    )
+    p.add_argument("--out-trace", help="write the TCU's own CAN frames to this file")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    speed = 1.0 if args.realtime else args.speed
+    if speed is not None and speed <= 0:
+        raise ConfigError(f"--speed: must be > 0, got {speed}")
+    opts = ReplayOptions(
+        trace=Path(args.trace),
+        dbc=args.dbc,
+        mapping=args.mapping,
+        speed=speed,
+        start=args.start,
+        stop=args.stop,
+        commands=tuple(args.command),
+        out_trace=Path(args.out_trace) if args.out_trace else None,
+    )
+    progress = Progress("replay", total=None)
+    report = replay_file(opts, progress=None if args.json else progress)
+    progress.close()
+    for w in report.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(report.as_json(), indent=2, sort_keys=False))
+    else:
+        print(render(report))
+    return 0
+
+
+def render(report: ReplayReport) -> str:
+    d = report.as_json()
+    rows = [
+        ("trace", d["trace"]),
+        ("frames read", d["frames"]),
+        ("frames decoded", d["decoded_frames"]),
+        ("frames unchanged (not decoded)", d["unchanged_frames"]),
+        ("unknown-ID frames", d["unknown_id_frames"]),
+        ("bad frames (wrong length, undecodable)", d["bad_frames"]),
+        ("damaged trace records skipped", d["damaged_records"]),
+        ("error frames", d["error_frames"]),
+        ("remote frames", d["remote_frames"]),
+        ("vehicle time covered (s)", d["vehicle_time_s"]),
+        ("wall time (s)", d["wall_s"]),
+        ("frames per second", d["frames_per_s"]),
+    ]
+    out = ["Replay summary", table(rows)]
+    if report.examples:
+        out += ["", "Skipped (first examples)"] + [f"  {e}" for e in report.examples]
+    for section in report.sections:
+        out += ["", section]
+    state_rows = [(p, v) for p, v in d["state"].items()]
+    out += ["", "Final vehicle state", table(state_rows, headers=("signal", "value"))]
+    return "\n".join(out)

@@ -1,0 +1,93 @@
+"""Events the TCU core handles and actions it returns.
+
+The core is driven by ``handle(event, now)``. A CAN frame is handed over as the
+``can.Message`` the source produced (no wrapper on the hot path); everything else is
+one of the frozen event classes below. ``handle`` returns a list of actions for the
+driver to carry out: send a CAN frame, store a telemetry record, publish bytes, log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import can
+
+COMMAND_NAMES = (
+    "lock",
+    "unlock",
+    "start_charging",
+    "stop_charging",
+    "start_preconditioning",
+    "stop_preconditioning",
+    "set_departure",
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Tick:
+    """Time has advanced; fire whatever is due."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Command:
+    """A request for a vehicle function, from the backend or injected on a trace."""
+
+    name: str
+    argument: str | None = None
+    command_id: str = ""
+    source: str = "local"
+
+    def __post_init__(self) -> None:
+        if self.name not in COMMAND_NAMES:
+            raise ValueError(f"unknown command {self.name!r} (known: {', '.join(COMMAND_NAMES)})")
+        if self.name == "set_departure" and self.argument is None:
+            raise ValueError("set_departure needs a time argument HH:MM")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Downlink:
+    """Signed bytes from the backend (activation, deactivation, command)."""
+
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ack:
+    """The backend has stored every record of ``epoch`` up to ``sequence``."""
+
+    epoch: int
+    sequence: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SignalOverride:
+    """Set (or with ``release``, stop overriding) a signal's value, as a scenario does."""
+
+    path: str
+    value: Any = None
+    release: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SendFrame:
+    message: can.Message
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Log:
+    level: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Emit:
+    """A telemetry record the driver must commit to the outbox."""
+
+    kind: str
+    body: dict[str, Any] = field(default_factory=dict)
+    priority: int = 0
+
+
+Action = SendFrame | Log | Emit
+Event = can.Message | Tick | Command | Downlink | Ack | SignalOverride

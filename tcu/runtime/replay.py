@@ -1,0 +1,150 @@
+"""The replay driver: a trace file through the core, on a virtual clock.
+
+Theory of operation. Vehicle time ``now`` is the frame's timestamp minus the first
+frame's. Before each frame the driver fires, in time order, every scheduled event
+(injected commands, scenario steps) and every core deadline that falls at or before
+the frame, each at its own time, so timers behave as they would on a real bus. As fast
+as possible by default; with ``speed`` the driver sleeps to keep ``speed`` x real time.
+Actions the core returns go to ``on_action`` (telemetry outbox, CAN out-trace, log).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import can
+
+from tcu.core import TcuCore
+from tcu.events import Action, Tick
+
+TICK = Tick()
+
+
+@dataclass(slots=True)
+class ReplayStats:
+    vehicle_time_s: float = 0.0
+    wall_s: float = 0.0
+    first_timestamp: float | None = None
+    skipped_before_start: int = 0
+    time_reversals: int = 0
+    late_events: list[str] = field(default_factory=list)
+
+
+class ReplayDriver:
+    def __init__(
+        self,
+        core: TcuCore,
+        frames: Iterable[can.Message],
+        *,
+        start: float | None = None,
+        stop: float | None = None,
+        speed: float | None = None,
+        on_action: Callable[[Action, float], None] | None = None,
+        on_progress: Callable[[int, float], None] | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.core = core
+        self.frames = frames
+        self.start = start
+        self.stop = stop
+        self.speed = speed
+        self.on_action = on_action
+        self.on_progress = on_progress
+        self.clock = clock
+        self.sleep = sleep
+        self.stats = ReplayStats()
+        self._queue: list[tuple[float, int, Any]] = []
+        self._seq = itertools.count()
+        self.now = 0.0
+
+    def schedule(self, t: float, event: Any) -> None:
+        """Hand ``event`` to the core at vehicle time ``t``."""
+        heapq.heappush(self._queue, (t, next(self._seq), event))
+
+    def _emit(self, actions: list[Action], now: float) -> None:
+        if self.on_action is not None:
+            for a in actions:
+                self.on_action(a, now)
+
+    def advance(self, until: float) -> None:
+        """Fire scheduled events and core deadlines up to and including ``until``."""
+        core = self.core
+        queue = self._queue
+        while True:
+            t_event = queue[0][0] if queue else float("inf")
+            t_timer = core.next_deadline
+            t = min(t_event, t_timer)
+            if t > until:
+                break
+            t = max(t, self.now)
+            self.now = t
+            if t_event <= t_timer:
+                _, _, event = heapq.heappop(queue)
+                actions = core.handle(event, t)
+            else:
+                actions = core.handle(TICK, t)
+            if actions:
+                self._emit(actions, t)
+        self.now = max(self.now, until)
+
+    def run(self) -> ReplayStats:
+        core = self.core
+        handle = core.handle
+        stats = self.stats
+        start = self.start if self.start is not None else float("-inf")
+        stop = self.stop if self.stop is not None else float("inf")
+        queue = self._queue
+        on_action = self.on_action
+        progress = self.on_progress
+        speed = self.speed
+        clock = self.clock
+        wall_start = wall0 = clock()
+        t0: float | None = None
+        now0: float | None = None
+        last = 0.0
+        n = 0
+        for msg in self.frames:
+            if t0 is None:
+                t0 = msg.timestamp
+                stats.first_timestamp = t0
+            now = msg.timestamp - t0
+            if now < last:
+                stats.time_reversals += 1
+                now = last
+            last = now
+            if now < start:
+                stats.skipped_before_start += 1
+                continue
+            if now > stop:
+                break
+            if (queue and queue[0][0] <= now) or core.next_deadline <= now:
+                self.advance(now)
+            self.now = now
+            if speed is not None:
+                if now0 is None:
+                    now0 = now
+                    wall0 = clock()
+                ahead = (now - now0) / speed - (clock() - wall0)
+                if ahead > 0.001:
+                    self.sleep(ahead)
+            actions = handle(msg, now)
+            if actions and on_action is not None:
+                for a in actions:
+                    on_action(a, now)
+            n += 1
+            if progress is not None and not n & 0xFFF:
+                progress(n, now)
+        end = last if self.stop is None else min(last, self.stop)
+        self.advance(end)
+        for t, _, event in sorted(queue):
+            stats.late_events.append(f"t={t:g}s {event!r}: after the end of the trace ({end:g}s)")
+        queue.clear()
+        stats.vehicle_time_s = end - (0.0 if self.start is None else max(0.0, self.start))
+        stats.wall_s = clock() - wall_start
+        return stats
