@@ -38,6 +38,8 @@ def load_bus_setup(dbc: str | Path | None = None, mapping: str | Path | None = N
     dbc_path = Path(dbc) if dbc is not None else dbc_of(mapping_path, doc)
     if dbc_path is None:
         raise ConfigError(f"{mapping_path}: names no 'dbc:'; pass --dbc")
+    if dbc is None and not dbc_path.exists():
+        raise ConfigError(f"{mapping_path}: dbc: {dbc_path}: database file not found")
     db, warnings = load_database(dbc_path)
     built = build_mapping(db, doc, str(mapping_path))
     return BusSetup(

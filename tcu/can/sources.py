@@ -157,11 +157,29 @@ class TraceSource:
                         self.truncated = True
                         return
 
-    def _iter_binary(self) -> Iterator[can.Message]:
+    def _open_binary(self) -> Any:
+        if self.suffix == ".db":
+            return can.io.sqlite.SqliteReader(str(self.path))
+        if self.suffix == ".mf4":
+            try:
+                from can.io.mf4 import MF4Reader
+            except ImportError:  # pragma: no cover - depends on asammdf
+                raise TraceError(f"{self.path}: reading .mf4 needs asammdf installed") from None
+            reader_cls: Any = MF4Reader
+        else:
+            reader_cls = can.io.blf.BLFReader
         try:
-            reader = can.LogReader(self.path)
+            f: Any = gzip.open(self.path, "rb") if self.gzipped else open(self.path, "rb")  # noqa: SIM115
+        except OSError as e:
+            raise TraceError(f"{self.path}: cannot open: {e.strerror}") from None
+        try:
+            return reader_cls(f)
         except Exception as e:  # noqa: BLE001 - the file's header is unreadable
+            f.close()
             raise TraceError(f"{self.path}: cannot read {self.suffix} header: {e}") from None
+
+    def _iter_binary(self) -> Iterator[can.Message]:
+        reader = self._open_binary()
         index = 0
         try:
             for msg in reader:

@@ -1,0 +1,90 @@
+"""Small shared helpers for the tests (imported as ``tests.helpers``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "fixtures"
+PYCAN_FIXTURES = SHARED / "python-can"
+COSE_FIXTURES = SHARED / "cose-wg"
+MODEL3_DBC = SHARED / "dbc" / "Model3CAN.dbc"
+
+MINI_DBC = """VERSION ""
+
+NS_ :
+
+BS_:
+
+BU_: BCM OBC TPMS BMS
+
+BO_ 928 BODY: 2 BCM
+ SG_ Bonnet : 0|1@1+ (1,0) [0|1] "" TCU
+ SG_ Gear : 8|2@1+ (1,0) [0|3] "" TCU
+
+BO_ 2566869221 CHARGER: 8 OBC
+ SG_ PlugConnected : 0|1@1+ (1,0) [0|1] "" TCU
+ SG_ Power : 8|16@1+ (0.1,0) [0|6553.5] "kW" TCU
+
+BO_ 960 TPMS: 3 TPMS
+ SG_ Wheel M : 0|2@1+ (1,0) [0|3] "" TCU
+ SG_ PressureFL m0 : 8|8@1+ (2,0) [0|510] "kPa" TCU
+ SG_ PressureFR m1 : 8|8@1+ (2,0) [0|510] "kPa" TCU
+
+BO_ 700 BMS_FD: 64 BMS
+ SG_ Soc : 0|10@1+ (0.1,0) [0|102.3] "%" TCU
+ SG_ CellTemp : 504|8@1+ (1,-40) [-40|215] "degC" TCU
+
+BA_DEF_ BO_ "VFrameFormat" ENUM "StandardCAN","ExtendedCAN","reserved","reserved","reserved","reserved","reserved","reserved","reserved","reserved","reserved","reserved","reserved","reserved","StandardCAN_FD","ExtendedCAN_FD";
+BA_DEF_DEF_ "VFrameFormat" "StandardCAN";
+BA_ "VFrameFormat" BO_ 700 14;
+
+VAL_ 928 Gear 0 "P" 1 "R" 2 "N" 3 "D" ;
+"""
+
+MINI_MAPPING = """version: 1
+dbc: mini.dbc
+signals:
+  - path: Vehicle.Body.Hood.IsOpen
+    message: BODY
+    signal: Bonnet
+    stale_after: 1.0
+  - path: Vehicle.Powertrain.Transmission.SelectedGear
+    message: BODY
+    signal: Gear
+    stale_after: 1.0
+    values: {0: P, 1: R, 2: N, 3: D}
+  - path: Vehicle.Powertrain.TractionBattery.Charging.ChargingPort.AnyPosition.IsChargingCableConnected
+    message: CHARGER
+    signal: PlugConnected
+    stale_after: 2.0
+  - path: Vehicle.Private.Charging.Power
+    message: CHARGER
+    signal: Power
+    stale_after: 2.0
+  - path: Vehicle.Chassis.Axle.Row1.Wheel.Left.Tire.Pressure
+    message: TPMS
+    signal: PressureFL
+    stale_after: 3.0
+  - path: Vehicle.Chassis.Axle.Row1.Wheel.Right.Tire.Pressure
+    message: TPMS
+    signal: PressureFR
+    stale_after: 3.0
+  - path: Vehicle.Powertrain.TractionBattery.StateOfCharge.Current
+    message: BMS_FD
+    signal: Soc
+    stale_after: 1.0
+  - path: Vehicle.Powertrain.TractionBattery.Temperature.Average
+    message: BMS_FD
+    signal: CellTemp
+    stale_after: 1.0
+"""
+
+
+def write_mini(tmp: Path, mapping: str = MINI_MAPPING, dbc: str = MINI_DBC) -> tuple[Path, Path]:
+    """Write the small test DBC and mapping into ``tmp``; return (dbc, mapping) paths."""
+    d = tmp / "mini.dbc"
+    m = tmp / "mini.mapping.yaml"
+    d.write_text(dbc)
+    m.write_text(mapping)
+    return d, m
