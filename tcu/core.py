@@ -5,7 +5,7 @@ Theory of operation. A driver (replay or live) owns the clock and the I/O and ca
 clock, sleeps or opens anything: it returns the actions the driver must carry out and
 exposes ``next_deadline`` (the vehicle time at which it wants a ``Tick``).
 
-A frame goes through the fast path in ``_frame``: look the id up in the decoder's
+A frame goes through the fast path in ``frame``: look the id up in the decoder's
 table, refresh freshness, and decode only when the bytes changed. Changed signal paths
 are handed to the parts (services, telemetry policy), which may return actions.
 Every frame the core does not use is counted by why (error, remote, unknown id, bad).
@@ -60,6 +60,7 @@ class TcuCore:
         self._slots = self.decoder.slots
         self._stats = self.decoder.stats
         self.now = 0.0
+        self._reschedule()
 
     def add_part(self, part: Part) -> None:
         self.parts.append(part)
@@ -68,7 +69,7 @@ class TcuCore:
     def handle(self, event: Any, now: float) -> list[Action]:
         self.now = now
         if type(event) is can.Message:
-            return self._frame(event, now)
+            return self.frame(event, now)
         if isinstance(event, Tick):
             return self._tick(now)
         if isinstance(event, SignalOverride):
@@ -85,7 +86,8 @@ class TcuCore:
         self._reschedule()
         return actions
 
-    def _frame(self, msg: can.Message, now: float) -> list[Action]:
+    def frame(self, msg: can.Message, now: float) -> list[Action]:
+        """The fast path for one CAN frame; ``handle(msg, now)`` lands here too."""
         counts = self.counts
         counts.frames += 1
         if msg.is_error_frame:

@@ -18,6 +18,7 @@ from tcu.can.mapping import Mapping, SignalBinding
 from tcu.vehicle.state import Source, VehicleState
 
 EXTENDED = 1 << 29
+MUX_CACHE = 64
 
 
 class Slot(Source):
@@ -27,17 +28,25 @@ class Slot(Source):
     signals are fresh only while their own page keeps arriving.
     """
 
-    __slots__ = ("bindings", "last", "last_page", "length", "message", "mux_names", "pages")
+    __slots__ = (
+        "bindings",
+        "cache",
+        "last_page",
+        "length",
+        "message",
+        "mux_names",
+        "pages",
+    )
 
     def __init__(self, message: Any, bindings: list[SignalBinding]) -> None:
         super().__init__()
         self.message = message
         self.length: int = message.length
         self.bindings = bindings
-        self.last: bytes | bytearray | None = None
         self.mux_names: tuple[str, ...] = tuple(s.name for s in message.signals if s.is_multiplexer)
         self.pages: dict[tuple[float, ...], Source] = {}
         self.last_page: Source = self
+        self.cache: dict[bytes, tuple[Source, dict[str, float]]] = {}
 
 
 def frame_key(arbitration_id: int, is_extended: bool) -> int:
@@ -67,25 +76,50 @@ class FrameDecoder:
         self.slots: dict[int, Slot] = {k: Slot(m, bs) for k, (m, bs) in groups.items()}
 
     def decode(self, slot: Slot, data: bytes | bytearray, now: float) -> list[str]:
-        """Decode one frame of a mapped message whose bytes differ from the last one."""
+        """Decode one frame of a mapped message whose bytes differ from the last one.
+
+        A multiplexed message alternates between pages, so its payloads rarely repeat
+        frame to frame; a small cache of recent payloads keeps it from being decoded
+        again while its pages' contents stay the same.
+        """
+        key = bytes(data)
+        if slot.mux_names:
+            hit = slot.cache.get(key)
+            if hit is not None:
+                page, values = hit
+                page.seen = now
+                slot.last = key
+                slot.last_page = page
+                if page.last == key:
+                    self.stats.unchanged_frames += 1
+                    return []
+                page.last = key
+                return self._apply(slot, page, values)
         if len(data) < slot.length:
             self._bad(slot, now, f"{len(data)} bytes, the DBC says {slot.length}")
             return []
         try:
             values = slot.message.decode(
-                bytes(data), decode_choices=False, scaling=True, allow_truncated=False
+                key, decode_choices=False, scaling=True, allow_truncated=False
             )
         except (cantools.database.DecodeError, ValueError, KeyError, IndexError) as e:
             self._bad(slot, now, str(e))
             return []
+        self.stats.decoded_frames += 1
         page: Source = slot
         if slot.mux_names:
             mux = tuple(values.get(n, -1) for n in slot.mux_names)
             page = slot.pages.get(mux) or slot.pages.setdefault(mux, Source())
             page.seen = now
+            page.last = key
             slot.last_page = page
-        slot.last = bytes(data)
-        self.stats.decoded_frames += 1
+            if len(slot.cache) >= MUX_CACHE:
+                slot.cache.clear()
+            slot.cache[key] = (page, values)
+        slot.last = key
+        return self._apply(slot, page, values)
+
+    def _apply(self, slot: Slot, page: Source, values: dict[str, float]) -> list[str]:
         changed: list[str] = []
         update = self.state.update
         for b in slot.bindings:

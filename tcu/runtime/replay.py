@@ -95,7 +95,7 @@ class ReplayDriver:
 
     def run(self) -> ReplayStats:
         core = self.core
-        handle = core.handle
+        frame = core.frame
         stats = self.stats
         start = self.start if self.start is not None else float("-inf")
         stop = self.stop if self.stop is not None else float("inf")
@@ -133,7 +133,7 @@ class ReplayDriver:
                 ahead = (now - now0) / speed - (clock() - wall0)
                 if ahead > 0.001:
                     self.sleep(ahead)
-            actions = handle(msg, now)
+            actions = frame(msg, now)
             if actions and on_action is not None:
                 for a in actions:
                     on_action(a, now)

@@ -20,10 +20,11 @@ from tcu.vehicle.catalogue import CATALOGUE, Value
 class Source:
     """The last time a message (or multiplexed page) was seen on the bus."""
 
-    __slots__ = ("seen",)
+    __slots__ = ("last", "seen")
 
     def __init__(self) -> None:
         self.seen = float("-inf")
+        self.last: bytes | bytearray | None = None
 
 
 _NEVER = Source()
