@@ -182,8 +182,7 @@ class TraceSource:
         reader = self._open_binary()
         index = 0
         try:
-            for msg in reader:
-                index += 1
+            for index, msg in enumerate(reader, 1):  # noqa: B007 - index is read below
                 yield msg
         except Exception as e:  # noqa: BLE001 - a damaged object ends a binary file
             self.truncated = True

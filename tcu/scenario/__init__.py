@@ -1,0 +1,1 @@
+"""Scenario suites: YAML files an engineer writes without Python, run in virtual time."""
