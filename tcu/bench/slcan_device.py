@@ -6,7 +6,7 @@ A USB-CAN adapter such as a CANable is a serial device that speaks LAWICEL: ASCI
 ended by CR, answered by CR (done) or BELL (refused), and received CAN frames written to the
 serial line as ``tIIILDD..`` / ``TIIIIIIIILDD..`` lines while the channel is open.
 
-`SlcanProtocol` is the adapter's firmware as a sans-I/O object. ``receive_data(data, now)``
+`SlcanProtocol` is the adapter's firmware as a sans-I/O object. ``receive_data(data)``
 takes what the client wrote and returns a `Step`: the bytes to answer and the frames to put on
 the CAN bus. ``frame_to_client(msg, now)`` turns a frame seen on the bus into the line the
 client reads, or None when the channel is closed or slcan cannot carry the frame. The channel
@@ -283,7 +283,7 @@ class SlcanProtocol:
     def raise_flags(self, flags: StatusFlag) -> None:
         self._flags |= flags
 
-    def receive_data(self, data: bytes, now: float) -> Step:
+    def receive_data(self, data: bytes) -> Step:
         replies: list[bytes] = []
         frames: list[can.Message] = []
         for byte in data:
@@ -507,7 +507,11 @@ class SlcanDevice:
         for fd in self._wake:
             os.set_blocking(fd, False)
         self._stopping.clear()
-        self._plug()
+        try:
+            self._plug()
+        except BusError:
+            self.stop()
+            raise
         self._pump = threading.Thread(target=self._pump_bus, name="slcan-bus", daemon=True)
         self._pump.start()
 
@@ -538,10 +542,23 @@ class SlcanDevice:
         return self.port
 
     def _plug(self) -> None:
-        master, slave = os.openpty()
-        tty.setraw(slave)
-        os.set_blocking(master, False)
+        try:
+            master, slave = os.openpty()
+        except OSError as exc:
+            raise BusError(f"cannot allocate a pseudo-terminal: {exc}") from None
         pty = _Pty(master=master, slave=slave, port=os.ttyname(slave))
+        try:
+            tty.setraw(slave)
+            os.set_blocking(master, False)
+            if self._link is not None:
+                staging = self._link.with_name(f".{self._link.name}.{os.getpid()}")
+                staging.unlink(missing_ok=True)
+                staging.symlink_to(pty.port)
+                staging.replace(self._link)
+        except OSError as exc:
+            os.close(master)
+            os.close(slave)
+            raise BusError(f"cannot set up the adapter on {pty.port}: {exc}") from None
         with self._lock:
             self._protocol.power_cycle()
             self._pending.clear()
@@ -551,11 +568,6 @@ class SlcanDevice:
             target=self._serve, args=(pty,), name="slcan-pty", daemon=True
         )
         pty.thread.start()
-        if self._link is not None:
-            staging = self._link.with_name(f".{self._link.name}.{os.getpid()}")
-            staging.unlink(missing_ok=True)
-            staging.symlink_to(pty.port)
-            staging.replace(self._link)
 
     def _unplug(self) -> None:
         with self._lock:
@@ -602,7 +614,7 @@ class SlcanDevice:
 
     def _from_client(self, data: bytes) -> None:
         with self._lock:
-            step = self._protocol.receive_data(data, time.monotonic())
+            step = self._protocol.receive_data(data)
         for msg in step.transmit:
             try:
                 self._bus.send(msg, timeout=self._send_timeout)
@@ -630,7 +642,7 @@ class SlcanDevice:
         while not self._stopping.is_set():
             try:
                 msg = self._bus.recv(timeout=self._poll_interval)
-            except can.CanError:
+            except (can.CanError, OSError):
                 with self._lock:
                     self._bus_errors += 1
                 self._stopping.wait(self._poll_interval)

@@ -47,7 +47,7 @@ _MAJOR_NAMES = ("uint", "nint", "bytes", "text", "array", "map", "tag", "simple/
 
 
 def loads_strict(
-    data: bytes,
+    data: bytes | bytearray | memoryview,
     *,
     max_size: int = DEFAULT_MAX_SIZE,
     max_depth: int = DEFAULT_MAX_DEPTH,

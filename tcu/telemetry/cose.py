@@ -55,6 +55,10 @@ __all__ = [
     "ALG_ES256",
     "ALG_ES384",
     "ALG_ES512",
+    "HEADER_ALG",
+    "HEADER_CONTENT_TYPE",
+    "HEADER_CRIT",
+    "HEADER_KID",
     "REASONS",
     "TAG_SIGN",
     "TAG_SIGN1",
@@ -127,7 +131,11 @@ _CURVE_BY_ALG: Final[dict[int, type[ec.EllipticCurve]]] = {
     ALG_ES384: ec.SECP384R1,
     ALG_ES512: ec.SECP521R1,
 }
-_ALG_BY_CURVE: Final[dict[str, int]] = {curve.name: alg for alg, curve in _CURVE_BY_ALG.items()}
+_ALG_BY_CURVE: Final[dict[str, int]] = {
+    "secp256r1": ALG_ES256,
+    "secp384r1": ALG_ES384,
+    "secp521r1": ALG_ES512,
+}
 _CURVE_BY_POINT_LEN: Final[dict[int, type[ec.EllipticCurve]]] = {
     65: ec.SECP256R1,
     97: ec.SECP384R1,

@@ -67,7 +67,7 @@ def wait_for(condition: Callable[[], bool], timeout: float = 1.5) -> bool:
 def opened(*commands: bytes) -> SlcanProtocol:
     protocol = SlcanProtocol()
     for command in commands:
-        assert protocol.receive_data(command, 0.0).reply == OK
+        assert protocol.receive_data(command).reply == OK
     return protocol
 
 
@@ -79,11 +79,11 @@ def opened(*commands: bytes) -> SlcanProtocol:
 def test_channel_commands_follow_the_table(state: ChannelState, command: str) -> None:
     protocol = SlcanProtocol()
     enter = {ChannelState.CLOSED: b"", ChannelState.OPEN: b"O\r", ChannelState.LISTEN_ONLY: b"L\r"}
-    protocol.receive_data(enter[state], 0.0)
+    protocol.receive_data(enter[state])
     assert protocol.state is state
     expected = CHANNEL_TRANSITIONS[state].get(command)
 
-    reply = protocol.receive_data(command.encode() + b"\r", 0.0).reply
+    reply = protocol.receive_data(command.encode() + b"\r").reply
 
     assert reply == (BELL if expected is None else OK)
     assert protocol.state is (state if expected is None else expected)
@@ -106,13 +106,13 @@ def test_channel_commands_follow_the_table(state: ChannelState, command: str) ->
 def test_configuration_only_while_closed(command: bytes, attribute: str, value: object) -> None:
     protocol = SlcanProtocol()
     assert getattr(protocol, attribute) != value
-    protocol.receive_data(b"O\r", 0.0)
+    protocol.receive_data(b"O\r")
 
-    assert protocol.receive_data(command + b"\r", 0.0).reply == BELL
+    assert protocol.receive_data(command + b"\r").reply == BELL
     assert getattr(protocol, attribute) != value
 
-    protocol.receive_data(b"C\r", 0.0)
-    assert protocol.receive_data(command + b"\r", 0.0).reply == OK
+    protocol.receive_data(b"C\r")
+    assert protocol.receive_data(command + b"\r").reply == OK
     assert getattr(protocol, attribute) == value
     assert protocol.protocol_errors == 1
 
@@ -150,12 +150,12 @@ def test_configuration_only_while_closed(command: bytes, attribute: str, value: 
 )
 def test_malformed_commands_get_bell(line: bytes) -> None:
     protocol = SlcanProtocol()
-    protocol.receive_data(b"C\r", 0.0)
+    protocol.receive_data(b"C\r")
     closed = line[:1] in b"SsYZ"
     if not closed:
-        protocol.receive_data(b"O\r", 0.0)
+        protocol.receive_data(b"O\r")
 
-    step = protocol.receive_data(line + b"\r", 0.0)
+    step = protocol.receive_data(line + b"\r")
 
     assert step.reply == BELL
     assert step.transmit == ()
@@ -165,9 +165,9 @@ def test_malformed_commands_get_bell(line: bytes) -> None:
 @pytest.mark.parametrize("enter", [b"", b"L\r"])
 def test_frames_are_refused_unless_the_channel_is_open(enter: bytes) -> None:
     protocol = SlcanProtocol()
-    protocol.receive_data(enter, 0.0)
+    protocol.receive_data(enter)
 
-    step = protocol.receive_data(b"t1230\rT000001230\r", 0.0)
+    step = protocol.receive_data(b"t1230\rT000001230\r")
 
     assert step.reply == BELL + BELL
     assert step.transmit == ()
@@ -176,7 +176,7 @@ def test_frames_are_refused_unless_the_channel_is_open(enter: bytes) -> None:
 def test_an_overlong_line_gets_one_bell_and_the_next_command_works() -> None:
     protocol = opened(b"O\r")
 
-    step = protocol.receive_data(b"t" + b"A" * 1000 + b"\rV\r", 0.0)
+    step = protocol.receive_data(b"t" + b"A" * 1000 + b"\rV\r")
 
     assert step.reply == BELL + b"V0102\r"
     assert protocol.protocol_errors == 1
@@ -186,7 +186,7 @@ def test_commands_split_across_reads_are_joined() -> None:
     protocol = opened(b"O\r")
     text = b"t12321122\rT01ABCDEF80102030405060708\r"
 
-    steps = [protocol.receive_data(text[i : i + 1], 0.0) for i in range(len(text))]
+    steps = [protocol.receive_data(text[i : i + 1]) for i in range(len(text))]
 
     assert b"".join(s.reply for s in steps) == OK + OK
     frames = [msg for s in steps for msg in s.transmit]
@@ -199,7 +199,7 @@ def test_commands_split_across_reads_are_joined() -> None:
 def test_an_empty_line_is_answered_ok_and_is_no_error() -> None:
     protocol = SlcanProtocol()
 
-    assert protocol.receive_data(b"\r\n\r", 0.0).reply == OK + OK
+    assert protocol.receive_data(b"\r\n\r").reply == OK + OK
     assert protocol.protocol_errors == 0
 
 
@@ -207,8 +207,8 @@ def test_status_flags_are_reported_and_cleared_by_reading() -> None:
     protocol = opened(b"O\r")
     protocol.raise_flags(StatusFlag.BUS_ERROR | StatusFlag.DATA_OVERRUN)
 
-    assert protocol.receive_data(b"F\r", 0.0).reply == b"F88\r"
-    assert protocol.receive_data(b"F\r", 0.0).reply == b"F00\r"
+    assert protocol.receive_data(b"F\r").reply == b"F88\r"
+    assert protocol.receive_data(b"F\r").reply == b"F00\r"
 
 
 def test_timestamps_are_milliseconds_modulo_a_minute() -> None:
@@ -225,7 +225,7 @@ def test_frames_for_a_closed_channel_are_not_written() -> None:
     msg = can.Message(arbitration_id=0x123, is_extended_id=False)
 
     assert protocol.frame_to_client(msg, 0.0) is None
-    protocol.receive_data(b"L\r", 0.0)
+    protocol.receive_data(b"L\r")
     assert protocol.frame_to_client(msg, 0.0) == b"t1230\r"
 
 
@@ -268,7 +268,7 @@ def test_a_frame_written_to_the_client_reads_back_as_the_same_frame(msg: can.Mes
     line = opened(b"O\r").frame_to_client(msg, 0.0)
     assert line is not None
 
-    step = opened(b"O\r").receive_data(line, 0.0)
+    step = opened(b"O\r").receive_data(line)
 
     assert step.reply == OK
     assert [identity(m) for m in step.transmit] == [identity(msg)]
@@ -278,7 +278,7 @@ def test_a_frame_written_to_the_client_reads_back_as_the_same_frame(msg: can.Mes
 def test_every_cr_gets_exactly_one_answer_whatever_the_input(data: bytes) -> None:
     protocol = opened(b"O\r")
 
-    reply = protocol.receive_data(data, 0.0).reply
+    reply = protocol.receive_data(data).reply
 
     assert reply.count(OK) + reply.count(BELL) == data.count(OK)
     assert protocol.protocol_errors == reply.count(BELL)
@@ -572,31 +572,49 @@ def test_a_link_follows_the_adapter_like_a_by_id_name(channel: str, tmp_path: Pa
         bus.shutdown()
 
 
-def test_stop_is_idempotent_and_releases_the_pty(channel: str) -> None:
+def test_stop_is_idempotent_and_releases_threads_and_fds(channel: str) -> None:
     threads_before = threading.active_count()
+    fds_before = len(os.listdir("/proc/self/fd"))
     bus = can.Bus(interface="virtual", channel=channel)
     try:
         device = SlcanDevice(bus)
         device.start()
-        port = device.port
         with pytest.raises(BusError):
             device.start()
+        device.unplug()
+        device.replug()
         device.stop()
         device.stop()
     finally:
         bus.shutdown()
 
-    assert not os.path.exists(port)
     assert not device.plugged
     with pytest.raises(BusError):
         device.unplug()
     assert threading.active_count() == threads_before
+    assert len(os.listdir("/proc/self/fd")) == fds_before
+
+
+def test_a_link_that_cannot_be_made_is_a_bus_error_and_leaks_nothing(
+    channel: str, tmp_path: Path
+) -> None:
+    fds_before = len(os.listdir("/proc/self/fd"))
+    bus = can.Bus(interface="virtual", channel=channel)
+    try:
+        device = SlcanDevice(bus, link=tmp_path / "missing" / "ttyCAN0")
+        with pytest.raises(BusError, match="cannot set up the adapter"):
+            device.start()
+    finally:
+        bus.shutdown()
+
+    assert not device.plugged
+    assert len(os.listdir("/proc/self/fd")) == fds_before
 
 
 # --- the command line ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["INT", "TERM"])
 def test_cli_prints_the_port_and_stops_cleanly(stop_signal: signal.Signals) -> None:
     command = [sys.executable, "-m", "tcu.bench.slcan_device", "--bus-interface", "virtual"]
     command += ["--bus-channel", "bench", "--serial-number", "B3NC"]

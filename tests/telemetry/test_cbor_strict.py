@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -182,13 +183,15 @@ scalars = (
     | st.binary(max_size=40)
     | st.text(max_size=40)
 )
-keys = st.integers(min_value=-(2**64), max_value=2**64 - 1) | st.text(max_size=12) | st.binary(
-    max_size=12
+keys = (
+    st.integers(min_value=-(2**64), max_value=2**64 - 1)
+    | st.text(max_size=12)
+    | st.binary(max_size=12)
 )
 values = st.recursive(
     scalars,
     lambda children: st.lists(children, max_size=6) | st.dictionaries(keys, children, max_size=6),
-    max_leaves=40,
+    max_leaves=20,
 )
 
 
@@ -213,7 +216,7 @@ def same(a: Any, b: Any) -> bool:
 
 
 @given(values)
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
 def test_well_formed_values_round_trip(value: Any) -> None:
     data = cbor2.dumps(value)
     if depth_of(value) > DEFAULT_MAX_DEPTH:
@@ -241,9 +244,7 @@ hostile_inputs = st.binary(max_size=200) | st.builds(
 
 
 @given(hostile_inputs)
-@settings(max_examples=1000, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
 def test_arbitrary_bytes_decode_or_raise_decode_error(data: bytes) -> None:
-    try:
+    with contextlib.suppress(DecodeError):
         loads_strict(data, allowed_tags={0, 1, 2, 3, 18, 24, 32, 258})
-    except DecodeError:
-        pass
