@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tcu.cli.main import main
-from tests.helpers import PYCAN_FIXTURES, write_mini
+from tests.helpers import MODEL3_DBC, PYCAN_FIXTURES, REPO, write_mini
 
 TRACE = """(1700000000.000000) can0 3A0#0103
 (1700000000.100000) can0 3A0#0103
@@ -112,3 +112,30 @@ def test_every_python_can_fixture_replays(capsys) -> None:  # type: ignore[no-un
             + out["remote_frames"]
         )
         assert seen == out["frames"], f
+
+
+@pytest.mark.skipif(not MODEL3_DBC.exists(), reason="shared fixtures not present")
+def test_own_dbc_and_mapping_model3(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import cantools
+
+    db = cantools.database.load_file(str(MODEL3_DBC), strict=False)
+    gear = db.get_message_by_name("ID118DriveSystemStatus")
+    door = db.get_message_by_name("ID102VCLEFT_doorStatus")
+    g = gear.encode({s.name: 0 for s in gear.signals} | {"DI_gear": 4}, strict=False)
+    d = door.encode(
+        {s.name: 0 for s in door.signals} | {"VCLEFT_frontLatchStatus": 1}, strict=False
+    )
+    trace = tmp_path / "m3.log"
+    trace.write_text(
+        f"(1.0) can0 118#{g.hex().upper()}\n(1.5) can0 102#{d.hex().upper()}\n"
+    )
+    mapping = REPO / "docs" / "examples" / "model3.mapping.yaml"
+    out = run_json(capsys, str(trace), "--dbc", str(MODEL3_DBC), "--mapping", str(mapping))
+    assert out["decoded_frames"] == 2
+    state = out["state"]
+    assert isinstance(state, dict)
+    assert state["Vehicle.Powertrain.Transmission.SelectedGear"] == "D"
+    assert state["Vehicle.Cabin.Door.Row1.DriverSide.IsOpen"] is True
+    warnings = out["warnings"]
+    assert isinstance(warnings, list)
+    assert any("loaded non-strictly" in w for w in warnings)
