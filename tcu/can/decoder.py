@@ -86,15 +86,15 @@ class FrameDecoder:
         if slot.mux_names:
             hit = slot.cache.get(key)
             if hit is not None:
-                page, values = hit
-                page.seen = now
+                cached, cached_values = hit
+                cached.seen = now
                 slot.last = key
-                slot.last_page = page
-                if page.last == key:
+                slot.last_page = cached
+                if cached.last == key:
                     self.stats.unchanged_frames += 1
                     return []
-                page.last = key
-                return self._apply(slot, page, values)
+                cached.last = key
+                return self._apply(slot, cached, cached_values)
         if len(data) < slot.length:
             self._bad(slot, now, f"{len(data)} bytes, the DBC says {slot.length}")
             return []

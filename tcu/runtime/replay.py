@@ -64,7 +64,12 @@ class ReplayDriver:
         self.now = 0.0
 
     def schedule(self, t: float, event: Any) -> None:
-        """Hand ``event`` to the core at vehicle time ``t``."""
+        """Hand ``event`` to the core at vehicle time ``t``.
+
+        A callable is called with ``t`` instead: this is how the world around the core
+        (link, backend, scenario steps) runs on the same virtual clock. It may return
+        actions, which go to ``on_action`` like the core's own.
+        """
         heapq.heappush(self._queue, (t, next(self._seq), event))
 
     def _emit(self, actions: list[Action], now: float) -> None:
@@ -86,7 +91,10 @@ class ReplayDriver:
             self.now = t
             if t_event <= t_timer:
                 _, _, event = heapq.heappop(queue)
-                actions = core.handle(event, t)
+                if callable(event):
+                    actions = event(t) or []
+                else:
+                    actions = core.handle(event, t)
             else:
                 actions = core.handle(TICK, t)
             if actions:

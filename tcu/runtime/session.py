@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -10,13 +12,15 @@ from typing import Any
 
 import can
 
-from tcu.can.setup import load_bus_setup
+from tcu.can.encoder import FrameEncoder
+from tcu.can.setup import BusSetup, load_bus_setup
 from tcu.can.sources import open_trace
 from tcu.cli.output import Progress
 from tcu.core import TcuCore, command_event
 from tcu.errors import ConfigError, TraceError
 from tcu.events import Action, Log, SendFrame
 from tcu.runtime.replay import ReplayDriver
+from tcu.services import ServicesPart, VehicleConfig, encoder_requests
 from tcu.vehicle.catalogue import CATALOGUE
 
 
@@ -30,6 +34,7 @@ class ReplayOptions:
     stop: float | None = None
     commands: tuple[str, ...] = ()
     out_trace: Path | None = None
+    vehicle: VehicleConfig | None = None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -103,8 +108,17 @@ def replay_file(
 ) -> ReplayReport:
     source = open_trace(opts.trace)
     setup = load_bus_setup(opts.dbc, opts.mapping)
+    frames = iter(source)
+    first = next(frames, None)
+    origin = first.timestamp if first is not None and is_epoch(first.timestamp) else 0.0
+    vehicle = dataclasses.replace(
+        opts.vehicle or VehicleConfig(vin=DEFAULT_VIN), origin_epoch=origin
+    )
     core = TcuCore(setup.mapping)
-    parts = parts_factory(core) if parts_factory is not None else default_parts(core)
+    if parts_factory is not None:
+        parts = parts_factory(core)
+    else:
+        parts = default_parts(core, setup, vehicle)
     for part in parts:
         core.add_part(part)
     scheduled = []
@@ -133,7 +147,7 @@ def replay_file(
 
     driver = ReplayDriver(
         core,
-        source,
+        itertools.chain([first], frames) if first is not None else frames,
         start=opts.start,
         stop=opts.stop,
         speed=opts.speed,
@@ -177,6 +191,28 @@ def replay_file(
     return report
 
 
-def default_parts(core: TcuCore) -> list[Any]:
-    """The parts a replay runs with; services and telemetry register here."""
-    return []
+DEFAULT_VIN = "XECELLVAN00000001"
+
+
+def is_epoch(t: float) -> bool:
+    """Whether a trace timestamp looks like a UTC epoch (2001..2100) rather than relative."""
+    return 1e9 < t < 4.1e9
+
+
+def default_parts(core: TcuCore, setup: BusSetup, vehicle: VehicleConfig) -> list[Any]:
+    """The parts a replay runs with."""
+    parts: list[Any] = []
+    if setup.mapping.requests is not None:
+        encoder = FrameEncoder(setup.db, setup.mapping)
+        requests = encoder_requests(encoder.encode_request)
+    else:
+        requests = _no_requests(setup)
+    parts.append(ServicesPart(core.state, vehicle, requests))
+    return parts
+
+
+def _no_requests(setup: BusSetup) -> Callable[[str, str | None], can.Message]:
+    def request(name: str, argument: str | None) -> can.Message:
+        raise ConfigError(f"{setup.mapping.source}: the mapping has no requests section")
+
+    return request

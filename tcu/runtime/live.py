@@ -1,0 +1,515 @@
+"""The live driver: the TCU core on a real CAN bus, with the wall clock as vehicle time.
+
+Theory of operation. ``LiveDriver`` owns a python-can bus (any interface, see
+``tcu.runtime.bus``), the monotonic clock and an asyncio loop. Vehicle time ``now`` is the
+monotonic time since the driver was made. Frames arrive through ``can.Notifier`` into a
+``can.AsyncBufferedReader``; the driver drains the reader into ``core.frame(msg, now)`` and,
+when the buffer is empty, waits for the next frame or the core's ``next_deadline``,
+whichever comes first, and fires a ``Tick`` then. Events from elsewhere (backend downlinks
+and acks from MQTT, commands injected by a bench) go through ``inject``. Actions are
+carried out at once: ``SendFrame`` onto the bus (counted as suppressed in listen-only
+mode), ``Dispatch`` back into the core at the same ``now``, everything else to the
+assembly's ``on_action`` (outbox, uplink) and to the parts' own ``on_action`` sinks.
+
+The bus sits behind a ``GuardedBus``, so an adapter that vanishes is a report, not an
+exception: the driver counts it, stops the Notifier, closes what is left of the bus and
+reopens the same ``BusSpec`` with exponential backoff in a worker thread, while timers keep
+firing (a lock request still times out, telemetry still snapshots). A bus-off error frame
+takes the same path, which re-initialises the controller on interfaces that need it. A
+request frame that cannot be sent while the adapter is away is counted, not queued: a
+lock request delivered late is worse than one reported as failed.
+
+``run_live`` assembles a bench: reference (or given) DBC and mapping, the services, and,
+with a keystore, the durable outbox, the signed downlink, the telemetry policy and the
+MQTT uplink, through a ``LinkProxy`` when a broker is given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import math
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import can
+
+from tcu.can.encoder import FrameEncoder
+from tcu.core import Part, TcuCore
+from tcu.errors import BusError, ConfigError, TcuError
+from tcu.events import Action, Dispatch, Log, SendFrame, Tick
+from tcu.runtime.bus import (
+    SOCKETCAN_LAYOUT,
+    Backoff,
+    BusHealth,
+    BusSpec,
+    GuardedBus,
+    close_bus,
+    describe_fault,
+    open_bus,
+)
+from tcu.services.config import parse_hhmm
+
+TICK = Tick()
+NOTIFIER_TIMEOUT = 0.1
+SEND_TIMEOUT = 0.1
+MAX_IDLE_WAIT = 0.5
+DRAIN_BATCH = 512
+RATE_WINDOW = 2.0
+DEFAULT_VIN = "WTCUBENCH00000001"
+
+RequestFrame = Callable[[str, str | None], can.Message]
+
+
+def request_frames(encoder: FrameEncoder) -> RequestFrame:
+    """The services' request-frame builder on the mapping's request message.
+
+    ``set_departure``'s ``HH:MM`` becomes minutes after midnight in the argument signal;
+    the rolling counter advances with every frame built.
+    """
+    counter = itertools.count(1)
+
+    def build(name: str, argument: str | None) -> can.Message:
+        value = parse_hhmm(argument) if name == "set_departure" and argument else 0
+        return encoder.encode_request(name, value, next(counter))
+
+    return build
+
+
+@dataclass(slots=True)
+class LiveStats:
+    frames: int = 0
+    frames_sent: int = 0
+    sends_suppressed: int = 0
+    send_failures: int = 0
+    ticks: int = 0
+    events: int = 0
+    last_frame_at: float | None = None
+    faults: list[str] = field(default_factory=list)
+
+
+_WAKE = can.Message(arbitration_id=0, data=b"")
+
+
+class LiveDriver:
+    """The TCU core on a live bus; ``await run()`` until ``request_stop``."""
+
+    def __init__(
+        self,
+        core: TcuCore,
+        spec: BusSpec,
+        *,
+        on_action: Callable[[Action, float], None] | None = None,
+        on_report: Callable[[str], None] | None = None,
+        backoff: Backoff | None = None,
+        opener: Callable[[BusSpec], can.BusABC] = open_bus,
+        clock: Callable[[], float] = time.monotonic,
+        notifier_timeout: float = NOTIFIER_TIMEOUT,
+        send_timeout: float = SEND_TIMEOUT,
+    ) -> None:
+        self.core = core
+        self.spec = spec
+        self.listen_only = spec.listen_only
+        self.on_action = on_action
+        self.on_report = on_report
+        self.backoff = backoff or Backoff()
+        self.opener = opener
+        self.clock = clock
+        self.notifier_timeout = notifier_timeout
+        self.send_timeout = send_timeout
+        self.health = BusHealth()
+        self.stats = LiveStats()
+        self.reports: deque[str] = deque(maxlen=500)
+        self._t0 = clock()
+        self._classify = spec.interface in SOCKETCAN_LAYOUT
+        self._bus: GuardedBus | None = None
+        self._notifier: can.Notifier | None = None
+        self._reader: can.AsyncBufferedReader | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._reopening: asyncio.Task[None] | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._arrivals: deque[float] = deque()
+        self._sinks: list[Callable[[Action, float], None]] = []
+        self.running = asyncio.Event()
+
+    # --- public face ---------------------------------------------------------------------
+
+    @property
+    def now(self) -> float:
+        """Vehicle time: monotonic seconds since the driver was made."""
+        return self.clock() - self._t0
+
+    @property
+    def bus_open(self) -> bool:
+        return self._bus is not None
+
+    def frame_rate(self) -> float:
+        """Frames per second over the last couple of seconds."""
+        now = self.now
+        arrivals = self._arrivals
+        while arrivals and arrivals[0] < now - RATE_WINDOW:
+            arrivals.popleft()
+        return len(arrivals) / RATE_WINDOW
+
+    def inject(self, event: Any) -> list[Action]:
+        """Hand ``event`` to the core now and carry out what it returns."""
+        now = self.now
+        self.stats.events += 1
+        actions = self.core.handle(event, now)
+        self._carry_out(actions, now)
+        self._tick_if_due(now)
+        return actions
+
+    def request_stop(self) -> None:
+        """Stop ``run`` soon; safe from a signal handler and from other threads."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            self._stopping.set()
+            return
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(self._stop_now)
+
+    def lose_bus(self, why: str) -> None:
+        """Give up the current bus (as on a fault) and reopen it with backoff."""
+        self._lose(why, adapter=False)
+
+    # --- the loop ------------------------------------------------------------------------
+
+    async def run(self) -> LiveStats:
+        """Open the bus (BusError if it cannot be opened at all) and serve until stopped."""
+        self._loop = asyncio.get_running_loop()
+        self._sinks = _sinks(self.core.parts)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tcu-bus-open")
+        try:
+            if not self._stopping.is_set():
+                self.health.open_attempts += 1
+                inner = await self._loop.run_in_executor(self._executor, self.opener, self.spec)
+                self._attach(inner)
+                self._report(f"CAN bus {self.spec.describe()} open")
+            self.running.set()
+            await self._serve()
+        finally:
+            self._stopping.set()
+            self._wake.set()
+            if self._reopening is not None:
+                await self._reopening
+                self._reopening = None
+            self._detach()
+            self._executor.shutdown(wait=True)
+            self.health.state = "closed"
+        return self.stats
+
+    async def _serve(self) -> None:
+        while not self._stopping.is_set():
+            reader = self._reader
+            if reader is not None and not reader.buffer.empty():
+                self._drain(reader)
+                await asyncio.sleep(0)
+                continue
+            now = self.now
+            self._tick_if_due(now)
+            wait = min(MAX_IDLE_WAIT, max(0.0, self.core.next_deadline - self.now))
+            if reader is None:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait)
+                continue
+            try:
+                msg = await asyncio.wait_for(reader.buffer.get(), wait)
+            except TimeoutError:
+                continue
+            if msg is not _WAKE:
+                self._frame(msg)
+
+    def _drain(self, reader: can.AsyncBufferedReader) -> None:
+        buffer = reader.buffer
+        for _ in range(DRAIN_BATCH):
+            try:
+                msg = buffer.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            if msg is not _WAKE:
+                self._frame(msg)
+
+    def _frame(self, msg: can.Message) -> None:
+        now = self.now
+        stats = self.stats
+        stats.frames += 1
+        stats.last_frame_at = now
+        self._arrivals.append(now)
+        if msg.is_error_frame:
+            for change in self.health.on_error_frame(msg, layout_known=self._classify):
+                self._report(change)
+            if self.health.state == "bus-off":
+                self._lose("bus-off", adapter=False)
+        actions = self.core.frame(msg, now)
+        if actions:
+            self._carry_out(actions, now)
+        self._tick_if_due(now)
+
+    def _tick_if_due(self, now: float) -> None:
+        core = self.core
+        for _ in range(8):
+            if core.next_deadline > now:
+                return
+            self.stats.ticks += 1
+            self._carry_out(core.handle(TICK, now), now)
+
+    def _carry_out(self, actions: Iterable[Action], now: float) -> None:
+        for action in actions:
+            if isinstance(action, SendFrame):
+                self._send(action.message)
+            elif isinstance(action, Log):
+                self._report(f"{action.level}: {action.text}")
+            elif isinstance(action, Dispatch):
+                self._carry_out(self.core.handle(action.event, now), now)
+            if self.on_action is not None:
+                self.on_action(action, now)
+            for sink in self._sinks:
+                sink(action, now)
+
+    def _send(self, msg: can.Message) -> None:
+        if self.listen_only:
+            self.stats.sends_suppressed += 1
+            return
+        bus = self._bus
+        if bus is None:
+            self.stats.send_failures += 1
+            self.health.send_errors += 1
+            self._report(f"error: frame 0x{msg.arbitration_id:X} not sent: the CAN bus is away")
+            return
+        try:
+            bus.send(msg, self.send_timeout)
+        except BusError as e:
+            self.stats.send_failures += 1
+            self.health.send_errors += 1
+            self._report(f"error: frame 0x{msg.arbitration_id:X} not sent: {e}")
+        else:
+            self.stats.frames_sent += 1
+
+    # --- the bus and its faults ------------------------------------------------------------
+
+    def _attach(self, inner: can.BusABC) -> None:
+        loop = self._loop
+        assert loop is not None
+        bus = GuardedBus(
+            inner,
+            on_fault=lambda exc: loop.call_soon_threadsafe(self._on_fault, exc),
+            on_bad_input=lambda exc: loop.call_soon_threadsafe(self._on_bad_input, exc),
+        )
+        reader = can.AsyncBufferedReader()
+        try:
+            notifier = can.Notifier(bus, [reader], timeout=self.notifier_timeout, loop=loop)
+        except Exception:
+            bus.shutdown()
+            raise
+        self._bus, self._reader, self._notifier = bus, reader, notifier
+        self.health.state = "active"
+        self._wake.set()
+
+    def _detach(self) -> None:
+        bus, notifier, reader = self._bus, self._notifier, self._reader
+        self._bus = self._notifier = self._reader = None
+        if bus is not None:
+            bus.close_reads()
+        if notifier is not None:
+            notifier.stop(timeout=self.notifier_timeout * 10)
+        if reader is not None:
+            self._drain(reader)
+            reader.buffer.put_nowait(_WAKE)
+        if bus is not None:
+            bus.shutdown()
+
+    def _on_fault(self, exc: BaseException) -> None:
+        self._lose(describe_fault(exc), adapter=True)
+
+    def _on_bad_input(self, exc: BaseException) -> None:
+        self.health.bad_input += 1
+        if self.health.bad_input <= 5:
+            self._report(f"warning: unreadable input from the adapter: {describe_fault(exc)}")
+
+    def _lose(self, why: str, *, adapter: bool) -> None:
+        if self._bus is None or self._stopping.is_set():
+            return
+        if adapter:
+            self.health.adapter_lost += 1
+        self.health.last_fault = why
+        self.stats.faults.append(f"t={self.now:.3f}s {why}")
+        self._report(f"error: CAN bus {self.spec.describe()} lost: {why}")
+        self._detach()
+        self.health.state = "lost" if adapter else self.health.state
+        self._wake.set()
+        if self._reopening is None:
+            self._reopening = asyncio.get_running_loop().create_task(self._reopen())
+
+    async def _reopen(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self._executor is not None
+        try:
+            while not self._stopping.is_set():
+                delay = self.backoff.next_delay()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                if self._stopping.is_set():
+                    return
+                self.health.open_attempts += 1
+                try:
+                    inner = await loop.run_in_executor(self._executor, self.opener, self.spec)
+                except BusError as e:
+                    self.health.open_failures += 1
+                    if self.health.open_failures <= 3 or delay >= self.backoff.maximum:
+                        self._report(f"warning: reopen failed (next in up to {delay * 2:.1f} s): {e}")
+                    continue
+                if self._stopping.is_set():
+                    close_bus(inner)
+                    return
+                self._attach(inner)
+                self.health.reopened += 1
+                self.backoff.reset()
+                self._report(f"CAN bus {self.spec.describe()} reopened")
+                return
+        finally:
+            self._reopening = None
+
+    def _stop_now(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._reader is not None:
+            self._reader.buffer.put_nowait(_WAKE)
+
+    def _report(self, text: str) -> None:
+        line = f"t={self.now:9.3f}s {text}"
+        self.reports.append(line)
+        if self.on_report is not None:
+            self.on_report(line)
+
+
+def _sinks(parts: Sequence[Part]) -> list[Callable[[Action, float], None]]:
+    out: list[Callable[[Action, float], None]] = []
+    for part in parts:
+        sink = getattr(part, "on_action", None)
+        if callable(sink):
+            out.append(sink)
+    return out
+
+
+class StatusLine:
+    """One line on a terminal's stderr, redrawn in place; silent when not a terminal."""
+
+    def __init__(self, stream: IO[str] | None = None, *, enabled: bool | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty() if enabled is None else enabled
+        self._width = 0
+
+    def show(self, text: str) -> None:
+        if not self.enabled:
+            return
+        self.stream.write("\r" + text.ljust(self._width))
+        self._width = len(text)
+        self.stream.flush()
+
+    def clear(self) -> None:
+        if self.enabled and self._width:
+            self.stream.write("\r" + " " * self._width + "\r")
+            self.stream.flush()
+            self._width = 0
+
+    def print(self, text: str) -> None:
+        """A report line above the status line."""
+        self.clear()
+        print(text, file=self.stream, flush=True)
+
+
+def render_status(
+    *,
+    bus: str,
+    state: str,
+    registration: str | None,
+    outbox_depth: int | None,
+    last_frame_age: float | None,
+    frames_per_s: float,
+    last_verdict: str | None,
+) -> str:
+    """The status line's text."""
+    age = "never" if last_frame_age is None else f"{last_frame_age:.1f}s ago"
+    parts = [
+        f"{bus} {state}",
+        f"reg {registration or 'unknown'}",
+        f"outbox {'-' if outbox_depth is None else outbox_depth}",
+        f"last frame {age}",
+        f"{frames_per_s:,.0f} fr/s",
+        f"verdict {last_verdict or '-'}",
+    ]
+    return " | ".join(parts)
+
+
+def fmt_verdict(verdict: Any) -> str | None:
+    """``service outcome (codes)`` for a services Verdict, duck-typed."""
+    if verdict is None:
+        return None
+    codes = ", ".join(getattr(verdict, "codes", ()) or ())
+    text = f"{getattr(verdict, 'service', '?')} {getattr(verdict, 'outcome', '?')}"
+    return f"{text} ({codes})" if codes else text
+
+
+def install_signal_handlers(stop: Callable[[], None]) -> Callable[[], None]:
+    """SIGINT and SIGTERM call ``stop``; returns the function that restores the defaults."""
+    loop = asyncio.get_running_loop()
+    installed: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop)
+            installed.append(sig)
+
+    def restore() -> None:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+    return restore
+
+
+def finite(t: float) -> float | None:
+    return t if math.isfinite(t) else None
+
+
+def vin_or_default(vin: str | None) -> str:
+    return vin if vin else DEFAULT_VIN
+
+
+def check_listen_only_note(spec: BusSpec) -> str | None:
+    """A note when listen-only mode can only be enforced by not sending."""
+    if spec.listen_only and not spec.hardware_listen_only:
+        return (
+            f"{spec.interface}: python-can cannot make this controller silent; "
+            "the TCU simply sends nothing (frames counted as suppressed)"
+        )
+    return None
+
+
+def require_path(path: Path | None, what: str) -> Path:
+    if path is None:
+        raise ConfigError(f"{what} is needed")
+    return path
+
+
+__all__ = [
+    "DEFAULT_VIN",
+    "LiveDriver",
+    "LiveStats",
+    "StatusLine",
+    "TcuError",
+    "fmt_verdict",
+    "install_signal_handlers",
+    "render_status",
+    "request_frames",
+]

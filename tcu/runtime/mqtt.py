@@ -1,0 +1,532 @@
+"""The MQTT driver: the outbox to the backend, acks and commands back.
+
+Theory of operation. ``TelemetryUplink`` owns one aiomqtt client with a stable client id
+(``tcu-{vin}``) and a persistent session (MQTT 5 with ``clean_start`` off and a session
+expiry, or MQTT 3.1.1 with ``clean_session`` off; ``protocol="auto"`` tries 5 and falls
+back to 3.1.1 when the broker does not answer a version 5 CONNECT, then keeps 3.1.1).
+Everything is QoS 1.
+
+Sending: the outbox is read in production order from a cursor; each batch holds the
+records of one boot epoch (at most ``batch_records`` and ``batch_bytes``), carries the
+drop counters when some are due, is signed (COSE_Sign1, vehicle key) and published on
+``{prefix}/{vin}/telemetry``. The cursor moves past a batch once the broker has taken it
+(PUBACK), which deletes nothing. At most ``window`` records are in flight; when no ack has
+come for ``resend_after`` seconds, or after a reconnect, sending starts over from the
+oldest record the outbox still holds (the backend stores each record once).
+
+Receiving: a message on ``ack`` is verified with the backend key and decoded; the outbox
+deletes what it covers and the core hears ``Ack(epoch, sequence)`` through ``on_event``
+(for its snapshot deltas). A message on ``commands`` goes to the core untouched, as
+``Downlink(payload)``; the core's downlink part verifies it and the driver hands the
+resulting ``Publish`` actions back to ``publish``. A lost connection is retried with
+exponential backoff and full jitter (``Backoff``, RNG injectable).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import ssl
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, Literal
+from urllib.parse import urlsplit
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from tcu.errors import ConfigError, DecodeError
+from tcu.events import Ack, Downlink, Publish
+from tcu.telemetry.cose import CoseError, verify1
+from tcu.telemetry.identity import VehicleIdentity
+from tcu.telemetry.outbox import Outbox
+from tcu.telemetry.records import Record
+from tcu.telemetry.schema import BatchMessage, decode_ack, encode_batch
+
+LOG = logging.getLogger("tcu.mqtt")
+
+DEFAULT_PORTS: Final = {"mqtt": 1883, "mqtts": 8883}
+SESSION_EXPIRY_S: Final = 7 * 24 * 3600
+BATCH_OVERHEAD: Final = 200
+Protocol = Literal["auto", "5", "3.1.1"]
+PROTOCOLS: Final = ("auto", "5", "3.1.1")
+
+
+# --- broker URL ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BrokerURL:
+    """``mqtt://HOST[:PORT]`` or ``mqtts://HOST[:PORT]``, with the TLS files for mqtts."""
+
+    host: str
+    port: int
+    tls: bool = False
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+
+    def __post_init__(self) -> None:
+        if not self.host:
+            raise ConfigError("broker URL: no host")
+        if isinstance(self.port, bool) or not 0 < self.port < 65536:
+            raise ConfigError(f"broker URL: port {self.port} out of range 1-65535")
+        if not self.tls and (self.ca or self.cert or self.key):
+            raise ConfigError("--ca/--cert/--key need an mqtts:// broker URL")
+        if (self.cert is None) != (self.key is None):
+            raise ConfigError("--cert and --key go together")
+
+    @classmethod
+    def parse(
+        cls,
+        url: str,
+        *,
+        ca: str | Path | None = None,
+        cert: str | Path | None = None,
+        key: str | Path | None = None,
+    ) -> BrokerURL:
+        """Parse ``--broker``; ConfigError names what is wrong with it."""
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError as exc:
+            raise ConfigError(f"broker URL {url!r}: {exc}") from None
+        if parts.scheme not in DEFAULT_PORTS:
+            raise ConfigError(f"broker URL {url!r}: must start with mqtt:// or mqtts://")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ConfigError(f"broker URL {url!r}: only scheme://host[:port] is understood")
+        if parts.username is not None or parts.password is not None:
+            raise ConfigError(f"broker URL {url!r}: credentials in the URL are not supported")
+        if not parts.hostname:
+            raise ConfigError(f"broker URL {url!r}: no host")
+        return cls(
+            host=parts.hostname,
+            port=port if port is not None else DEFAULT_PORTS[parts.scheme],
+            tls=parts.scheme == "mqtts",
+            ca=Path(ca) if ca else None,
+            cert=Path(cert) if cert else None,
+            key=Path(key) if key else None,
+        )
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'mqtts' if self.tls else 'mqtt'}://{host}:{self.port}"
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        if not self.tls:
+            return None
+        try:
+            context = ssl.create_default_context(cafile=str(self.ca) if self.ca else None)
+            if self.cert is not None and self.key is not None:
+                context.load_cert_chain(str(self.cert), str(self.key))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"broker TLS files: {exc}") from None
+        return context
+
+
+def add_broker_arguments(parser: Any, default: str | None = None) -> None:
+    """``--broker URL`` plus ``--ca``, ``--cert``, ``--key`` for an mqtts:// broker."""
+    parser.add_argument(
+        "--broker", default=default, metavar="URL", help="mqtt://HOST:PORT or mqtts://HOST:PORT"
+    )
+    parser.add_argument("--ca", help="CA certificate file (PEM) for mqtts://")
+    parser.add_argument("--cert", help="client certificate file (PEM) for mqtts://")
+    parser.add_argument("--key", help="client private key file (PEM) for mqtts://")
+
+
+def broker_from_args(args: Any) -> BrokerURL:
+    return BrokerURL.parse(args.broker, ca=args.ca, cert=args.cert, key=args.key)
+
+
+# --- backoff ---------------------------------------------------------------------------------
+
+
+class Backoff:
+    """Exponential backoff with full jitter: uniform(0, min(cap, base * 2**attempt))."""
+
+    def __init__(
+        self, base: float = 0.5, cap: float = 30.0, rng: random.Random | None = None
+    ) -> None:
+        if not 0 < base <= cap:
+            raise ConfigError(f"backoff needs 0 < base <= cap, got base {base}, cap {cap}")
+        self.base = base
+        self.cap = cap
+        self.rng = rng if rng is not None else random.Random()
+
+    def ceiling(self, attempt: int) -> float:
+        return min(self.cap, self.base * 2.0 ** min(attempt, 62))
+
+    def delay(self, attempt: int) -> float:
+        return self.rng.uniform(0.0, self.ceiling(attempt))
+
+
+# --- topics ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Topics:
+    prefix: str
+    vin: str
+
+    def __post_init__(self) -> None:
+        if not self.prefix or any(c in self.prefix for c in "+#") or self.prefix.endswith("/"):
+            raise ConfigError(f"topic prefix {self.prefix!r}: no wildcards, no trailing '/'")
+
+    def topic(self, suffix: str) -> str:
+        return f"{self.prefix}/{self.vin}/{suffix}"
+
+    @property
+    def telemetry(self) -> str:
+        return self.topic("telemetry")
+
+    @property
+    def ack(self) -> str:
+        return self.topic("ack")
+
+    @property
+    def commands(self) -> str:
+        return self.topic("commands")
+
+    @property
+    def status(self) -> str:
+        return self.topic("status")
+
+
+# --- the uplink ------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class UplinkStats:
+    connects: int = 0
+    connect_failures: int = 0
+    batches: int = 0
+    records_sent: int = 0
+    bytes_sent: int = 0
+    resends: int = 0
+    acks: int = 0
+    records_acked: int = 0
+    refused: Counter[str] | None = None
+    status_sent: int = 0
+    status_dropped: int = 0
+    protocol: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "connects": self.connects,
+            "connect_failures": self.connect_failures,
+            "batches": self.batches,
+            "records_sent": self.records_sent,
+            "bytes_sent": self.bytes_sent,
+            "resends": self.resends,
+            "acks": self.acks,
+            "records_acked": self.records_acked,
+            "refused": dict(self.refused or {}),
+            "status_sent": self.status_sent,
+            "status_dropped": self.status_dropped,
+            "protocol": self.protocol,
+        }
+
+
+class TelemetryUplink:
+    """Publishes the outbox over MQTT and feeds acks and downlinks back to the core."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        keys: VehicleIdentity,
+        broker: BrokerURL,
+        *,
+        topic_prefix: str = "vehicles",
+        protocol: Protocol = "auto",
+        on_event: Callable[[Any], None] | None = None,
+        clock: Callable[[], float] | None = None,
+        backoff: Backoff | None = None,
+        batch_records: int = 256,
+        batch_bytes: int = 48 * 1024,
+        window: int = 2048,
+        resend_after: float = 30.0,
+        connect_timeout: float = 10.0,
+        publish_timeout: float = 30.0,
+        status_queue: int = 256,
+        keepalive: int = 60,
+    ) -> None:
+        if protocol not in PROTOCOLS:
+            raise ConfigError(f"MQTT protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
+        if batch_records < 1 or batch_bytes < 1024 or window < batch_records:
+            raise ConfigError("uplink needs batch_records >= 1, batch_bytes >= 1024, window >= it")
+        self.outbox = outbox
+        self.keys = keys
+        self.broker = broker
+        self.topics = Topics(prefix=topic_prefix, vin=keys.vin)
+        self.protocol = protocol
+        self.on_event = on_event
+        self.clock = clock
+        self.backoff = backoff if backoff is not None else Backoff()
+        self.batch_records = batch_records
+        self.batch_bytes = batch_bytes
+        self.window = window
+        self.resend_after = resend_after
+        self.connect_timeout = connect_timeout
+        self.publish_timeout = publish_timeout
+        self.keepalive = keepalive
+        self.stats = UplinkStats(refused=Counter())
+        self.identifier = f"tcu-{keys.vin}"
+        self._status: deque[bytes] = deque(maxlen=status_queue)
+        self._wake = asyncio.Event()
+        self._progress = asyncio.Event()
+        self._closing = asyncio.Event()
+        self._connected = asyncio.Event()
+        self._cursor: tuple[int, int] | None = None
+        self._last_progress = time.monotonic()
+        self._v5_refused = False
+
+    # --- public face ---------------------------------------------------------------------------
+
+    def notify(self) -> None:
+        """New records were committed to the outbox."""
+        self._wake.set()
+
+    def publish(self, action: Publish) -> None:
+        """Queue a signed message from the core (a status reply) for ``.../{topic_suffix}``."""
+        if action.topic_suffix != "status":
+            raise ValueError(f"the core publishes on status only, not {action.topic_suffix!r}")
+        if len(self._status) == self._status.maxlen:
+            self.stats.status_dropped += 1
+        self._status.append(action.payload)
+        self._wake.set()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def wait_connected(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._connected.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait until the outbox is empty (every record acknowledged); False on timeout."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.outbox.depth() > 0:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return False
+            self._progress.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._progress.wait(), remaining)
+        return True
+
+    async def close(self) -> None:
+        """Stop ``run`` (it returns after disconnecting)."""
+        self._closing.set()
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Connect, send and receive until ``close``; reconnect with backoff on failure."""
+        attempt = 0
+        while not self._closing.is_set():
+            try:
+                async with contextlib.AsyncExitStack() as stack:
+                    client = await self._connect(stack)
+                    attempt = 0
+                    self.stats.connects += 1
+                    self._connected.set()
+                    LOG.info("connected to %s as %s", self.broker.url, self.identifier)
+                    await self._session(client)
+            except aiomqtt.MqttError as exc:
+                LOG.warning("MQTT connection to %s: %s", self.broker.url, exc)
+            finally:
+                self._connected.clear()
+            if self._closing.is_set():
+                break
+            delay = self.backoff.delay(attempt)
+            attempt += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), delay)
+
+    # --- connection --------------------------------------------------------------------------
+
+    def _versions(self) -> list[aiomqtt.ProtocolVersion]:
+        if self.protocol == "5":
+            return [aiomqtt.ProtocolVersion.V5]
+        if self.protocol == "3.1.1" or self._v5_refused:
+            return [aiomqtt.ProtocolVersion.V311]
+        return [aiomqtt.ProtocolVersion.V5, aiomqtt.ProtocolVersion.V311]
+
+    def _client(self, version: aiomqtt.ProtocolVersion) -> aiomqtt.Client:
+        options: dict[str, Any] = {}
+        if version == aiomqtt.ProtocolVersion.V5:
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = SESSION_EXPIRY_S
+            options.update(clean_start=False, properties=properties)
+        else:
+            options.update(clean_session=False)
+        return aiomqtt.Client(
+            self.broker.host,
+            self.broker.port,
+            identifier=self.identifier,
+            protocol=version,
+            timeout=self.connect_timeout,
+            keepalive=self.keepalive,
+            tls_context=self.broker.tls_context(),
+            **options,
+        )
+
+    async def _connect(self, stack: contextlib.AsyncExitStack) -> aiomqtt.Client:
+        versions = self._versions()
+        for n, version in enumerate(versions):
+            client = self._client(version)
+            try:
+                await stack.enter_async_context(client)
+            except aiomqtt.MqttError:
+                self.stats.connect_failures += 1
+                if n + 1 == len(versions):
+                    if len(versions) > 1:
+                        self._v5_refused = False
+                    raise
+                LOG.info("broker %s refused MQTT 5; trying 3.1.1", self.broker.url)
+                self._v5_refused = True
+                continue
+            self.stats.protocol = "5" if version == aiomqtt.ProtocolVersion.V5 else "3.1.1"
+            return client
+        raise AssertionError("unreachable")
+
+    async def _session(self, client: aiomqtt.Client) -> None:
+        await client.subscribe(self.topics.ack, qos=1)
+        await client.subscribe(self.topics.commands, qos=1)
+        self._start_over()
+        tasks = {
+            asyncio.create_task(self._receive(client)),
+            asyncio.create_task(self._send(client)),
+            asyncio.create_task(self._closing.wait()),
+        }
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for task in done:
+            exc = None if task.cancelled() else task.exception()
+            if exc is not None:
+                raise exc
+
+    # --- sending -----------------------------------------------------------------------------
+
+    def _start_over(self) -> None:
+        if self._cursor is not None:
+            self.stats.resends += 1
+        self._cursor = None
+        self.outbox.resend()
+
+    def _in_flight(self) -> int:
+        """Records sent (taken by the broker) and not yet acknowledged."""
+        return 0 if self._cursor is None else self.outbox.count_through(*self._cursor)
+
+    async def _send(self, client: aiomqtt.Client) -> None:
+        timeout = self.publish_timeout
+        while True:
+            self._wake.clear()
+            while self._status:
+                await client.publish(self.topics.status, self._status[0], qos=1, timeout=timeout)
+                self._status.popleft()
+                self.stats.status_sent += 1
+            in_flight = self._in_flight()
+            if in_flight and time.monotonic() - self._last_progress > self.resend_after:
+                LOG.info(
+                    "no ack for %.0f s: sending again from the oldest record", self.resend_after
+                )
+                self._start_over()
+                in_flight = 0
+            batch = self._next_batch(in_flight) if in_flight < self.window else None
+            if batch is None:
+                wait = self.resend_after if in_flight else None
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait)
+                continue
+            message, payload = batch
+            await client.publish(self.topics.telemetry, payload, qos=1, timeout=timeout)
+            if not in_flight:
+                self._last_progress = time.monotonic()
+            self._cursor = (message.epoch, message.records[-1].seq)
+            self.stats.batches += 1
+            self.stats.records_sent += len(message.records)
+            self.stats.bytes_sent += len(payload)
+
+    def _next_batch(self, in_flight: int) -> tuple[BatchMessage, bytes] | None:
+        room = min(self.batch_records, self.window - in_flight)
+        rows = self.outbox.pending_wire(room, after=self._cursor)
+        if not rows:
+            return None
+        epoch = rows[0][0].epoch
+        records: list[Record] = []
+        encoded: list[bytes] = []
+        size = BATCH_OVERHEAD
+        for record, wire in rows:
+            if record.epoch != epoch or (records and size + len(wire) > self.batch_bytes):
+                break
+            records.append(record)
+            encoded.append(wire)
+            size += len(wire)
+        drops = self.outbox.drops_for_batch(epoch, records[-1].seq)
+        message = BatchMessage(
+            vin=self.keys.vin,
+            epoch=epoch,
+            records=tuple(records),
+            drops=drops,
+            sent_at_ms=max(0, round(self.clock() * 1000)) if self.clock is not None else None,
+        )
+        return message, self.keys.sign(encode_batch(message, encoded))
+
+    # --- receiving ---------------------------------------------------------------------------
+
+    async def _receive(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            payload = message.payload
+            if not isinstance(payload, bytes | bytearray):
+                self._refuse("not_bytes", str(message.topic))
+                continue
+            if message.topic.matches(self.topics.ack):
+                self._ack(bytes(payload))
+            elif message.topic.matches(self.topics.commands):
+                self._deliver(Downlink(payload=bytes(payload)))
+
+    def _ack(self, payload: bytes) -> None:
+        try:
+            signed = verify1(payload, self.keys.backend_key)
+            ack = decode_ack(signed.payload)
+        except CoseError as exc:
+            self._refuse(f"ack_{exc.reason}", str(exc))
+            return
+        except DecodeError as exc:
+            self._refuse("ack_malformed", str(exc))
+            return
+        if ack.vin != self.keys.vin:
+            self._refuse("ack_wrong_vin", ack.vin)
+            return
+        deleted = self.outbox.ack(ack.epoch, ack.seq)
+        self.stats.acks += 1
+        self.stats.records_acked += deleted
+        if deleted:
+            self._last_progress = time.monotonic()
+        self._progress.set()
+        self._wake.set()
+        self._deliver(Ack(epoch=ack.epoch, sequence=ack.seq))
+
+    def _deliver(self, event: Any) -> None:
+        if self.on_event is not None:
+            self.on_event(event)
+
+    def _refuse(self, reason: str, detail: str) -> None:
+        assert self.stats.refused is not None
+        self.stats.refused[reason] += 1
+        LOG.warning("refused message from the backend: %s: %s", reason, detail)
