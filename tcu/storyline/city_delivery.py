@@ -126,6 +126,14 @@ def build() -> Storyline:
     b.ramp(c.OUTSIDE_TEMP, 0.0, t, 21.0)
     b.set(t + 5, {c.IGNITION: "OFF"}, event="ignition OFF")
     t = _door(b, t + 8, c.DOOR_FRONT_LEFT, "driver door", 4)
+    lunch_end = t + 71 + 14 * 60 + 40
+    lunch_departure = START.hour * 60 + START.minute + round(lunch_end / 60)
+    b.set(
+        t + 10,
+        {c.DEPARTURE_TIME: float(lunch_departure)},
+        event=f"driver plans to leave at {lunch_departure // 60:02d}:{lunch_departure % 60:02d}"
+        " UTC (charge will not be full by then)",
+    )
     b.set(t + 13, {c.PLUG_CONNECTED: True}, event="charge plug connected (public AC)")
     b.set(t + 15, {c.PLUG_LOCKED: True, c.INFRA_CONNECTED: True, c.INFRA_TYPE: "PUBLIC_AC"})
     b.set(t + 17, {c.RFID: "PENDING"}, event="station asks for an RFID card: PENDING")
@@ -159,6 +167,7 @@ def build() -> Storyline:
             c.INFRA_CONNECTED: False,
             c.INFRA_TYPE: "NONE",
             c.RFID: "NOT_REQUIRED",
+            c.DEPARTURE_TIME: None,
         },
         event="charge plug removed",
     )

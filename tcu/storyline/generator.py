@@ -41,6 +41,9 @@ from tcu.vehicle.catalogue import CATALOGUE, Value
 
 DEFAULT_SEED = 20260114
 KEEPALIVE_NODES = frozenset({"BMS", "OBC", "HVAC", "BCM"})
+# The VCU coordinates a charge, so its drive status (gear, speed, ignition) stays on
+# the bus at the keep-alive period even though its awake cycle is 10 ms.
+KEEPALIVE_ALWAYS = frozenset({"VCU"})
 KEEPALIVE_MIN_CYCLE = 0.5
 KEEPALIVE_PERIOD = 1.0
 WAKE_SPREAD = 0.25
@@ -110,6 +113,8 @@ def talks(message: Any, cycle: float, mode: BusMode) -> bool:
     if mode == "awake":
         return True
     if mode == "charging":
+        if KEEPALIVE_ALWAYS.intersection(message.senders):
+            return True
         return cycle >= KEEPALIVE_MIN_CYCLE and bool(KEEPALIVE_NODES.intersection(message.senders))
     return False
 
