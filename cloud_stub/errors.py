@@ -18,3 +18,15 @@ class IngestRefused(CloudError):
 
 class RegistryError(CloudError):
     """An unknown VIN or a registration that cannot be made."""
+
+
+class BrokerError(CloudError):
+    """A broker that cannot be started, reached or stopped."""
+
+
+class KeyStoreError(CloudError):
+    """The backend signing key cannot be created or loaded."""
+
+
+class CommandError(CloudError):
+    """A downlink command that cannot be built or sent."""

@@ -9,9 +9,12 @@ driver to carry out: send a CAN frame, store a telemetry record, publish bytes, 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import can
+
+if TYPE_CHECKING:
+    from tcu.telemetry.records import Record
 
 COMMAND_NAMES = (
     "lock",
@@ -89,5 +92,45 @@ class Emit:
     priority: int = 0
 
 
-Action = SendFrame | Log | Emit
-Event = can.Message | Tick | Command | Downlink | Ack | SignalOverride
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceActivation:
+    """The backend switched the connected service on (``active``) or off."""
+
+    active: bool
+    command_id: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreRecords:
+    """Telemetry records produced together: commit them to the outbox in one transaction."""
+
+    records: tuple[Record, ...]
+
+    def __post_init__(self) -> None:
+        if not self.records:
+            raise ValueError("StoreRecords needs at least one record")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Publish:
+    """Signed bytes for the driver to publish, QoS 1, on ``{prefix}/{vin}/{topic_suffix}``."""
+
+    topic_suffix: str
+    payload: bytes
+
+    def __post_init__(self) -> None:
+        if not self.topic_suffix or any(c in self.topic_suffix for c in "/+#"):
+            raise ValueError(f"topic suffix must be one plain level: {self.topic_suffix!r}")
+        if not isinstance(self.payload, bytes):
+            raise TypeError("Publish payload must be bytes")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Dispatch:
+    """An event the driver feeds back into ``core.handle`` at the same vehicle time."""
+
+    event: Any
+
+
+Action = SendFrame | Log | Emit | StoreRecords | Publish | Dispatch
+Event = can.Message | Tick | Command | Downlink | Ack | SignalOverride | ServiceActivation

@@ -199,6 +199,20 @@ class Topics:
         return self.topic("status")
 
 
+async def _wait_event(event: asyncio.Event, timeout: float | None) -> bool:
+    """Wait for `event` at most `timeout` seconds; False on timeout.
+
+    ``asyncio.timeout`` rather than ``wait_for``: on Python 3.11 ``wait_for`` swallows a
+    cancellation that arrives as the event is set, and the task then never stops.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
+
+
 # --- the uplink ------------------------------------------------------------------------------
 
 
@@ -304,14 +318,11 @@ class TelemetryUplink:
 
     @property
     def connected(self) -> bool:
+        """Connected and subscribed to ``ack`` and ``commands``."""
         return self._connected.is_set()
 
     async def wait_connected(self, timeout: float) -> bool:
-        try:
-            await asyncio.wait_for(self._connected.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
+        return await _wait_event(self._connected, timeout)
 
     async def drain(self, timeout: float) -> bool:
         """Wait until the outbox is empty (every record acknowledged); False on timeout."""
@@ -321,8 +332,7 @@ class TelemetryUplink:
             if remaining <= 0:
                 return False
             self._progress.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._progress.wait(), remaining)
+            await _wait_event(self._progress, remaining)
         return True
 
     async def close(self) -> None:
@@ -339,8 +349,6 @@ class TelemetryUplink:
                     client = await self._connect(stack)
                     attempt = 0
                     self.stats.connects += 1
-                    self._connected.set()
-                    LOG.info("connected to %s as %s", self.broker.url, self.identifier)
                     await self._session(client)
             except aiomqtt.MqttError as exc:
                 LOG.warning("MQTT connection to %s: %s", self.broker.url, exc)
@@ -350,8 +358,7 @@ class TelemetryUplink:
                 break
             delay = self.backoff.delay(attempt)
             attempt += 1
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), delay)
+            await _wait_event(self._closing, delay)
 
     # --- connection --------------------------------------------------------------------------
 
@@ -403,6 +410,8 @@ class TelemetryUplink:
     async def _session(self, client: aiomqtt.Client) -> None:
         await client.subscribe(self.topics.ack, qos=1)
         await client.subscribe(self.topics.commands, qos=1)
+        self._connected.set()
+        LOG.info("connected to %s as %s", self.broker.url, self.identifier)
         self._start_over()
         tasks = {
             asyncio.create_task(self._receive(client)),
@@ -449,9 +458,7 @@ class TelemetryUplink:
                 in_flight = 0
             batch = self._next_batch(in_flight) if in_flight < self.window else None
             if batch is None:
-                wait = self.resend_after if in_flight else None
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), wait)
+                await _wait_event(self._wake, self.resend_after if in_flight else None)
                 continue
             message, payload = batch
             await client.publish(self.topics.telemetry, payload, qos=1, timeout=timeout)

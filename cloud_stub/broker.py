@@ -1,0 +1,460 @@
+"""MQTT brokers for the stub backend: amqtt in-process, or a Mosquitto child process.
+
+Theory of operation: both brokers listen on loopback only and expose the same face, a
+``url`` (``mqtt://127.0.0.1:PORT``), ``host`` and ``port``, so tests and the CLI can run the
+backend and the TCU against either.
+
+`EmbeddedBroker` runs amqtt's `Broker` in the caller's event loop. amqtt marks every client
+accepted by its stock anonymous-auth plugin as anonymous and then keeps neither its session nor
+its offline QoS 1 messages; `OpenAuthPlugin` accepts every client without that mark, so a
+client that connects with ``clean_session=False`` and a stable id finds, on its return, the
+QoS 1 messages published while it was away. Those sessions and queues live in memory only:
+they die with the broker, are unbounded, and amqtt speaks MQTT 3.1.1 only.
+
+`MosquittoProcess` starts the ``mosquitto`` binary with the repository's ``mosquitto.conf``
+(queue and in-flight limits lifted, persistence on) plus a generated tail holding the
+listener, the persistence location and the log file, waits until the port accepts TCP
+connections, and can `stop` (SIGTERM: the database is saved), `kill` (SIGKILL: only the last
+autosave survives) and `restart` on the same port and persistence file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, Protocol, Self
+from urllib.parse import urlsplit
+
+from amqtt.broker import Broker
+from amqtt.errors import AMQTTError
+from amqtt.errors import BrokerError as AmqttBrokerError
+from amqtt.plugins.base import BaseAuthPlugin
+
+from cloud_stub.errors import BrokerError
+
+__all__ = [
+    "LOOPBACK",
+    "MOSQUITTO_CONF",
+    "BrokerHandle",
+    "BrokerUrl",
+    "EmbeddedBroker",
+    "MosquittoProcess",
+    "OpenAuthPlugin",
+    "find_mosquitto",
+    "free_port",
+    "mqtt_answers",
+    "parse_broker_url",
+    "wait_for_broker",
+]
+
+LOOPBACK: Final = "127.0.0.1"
+MOSQUITTO_CONF: Final = Path(__file__).with_name("mosquitto.conf")
+_DEFAULT_PORTS: Final = {"mqtt": 1883, "mqtts": 8883}
+_MOSQUITTO_CANDIDATES: Final = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
+_START_TIMEOUT: Final = 10.0
+_STOP_TIMEOUT: Final = 10.0
+
+
+class BrokerHandle(Protocol):
+    """What a running broker offers its clients."""
+
+    @property
+    def host(self) -> str: ...
+
+    @property
+    def port(self) -> int: ...
+
+    @property
+    def url(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BrokerUrl:
+    """A parsed ``mqtt://HOST:PORT`` or ``mqtts://HOST:PORT``."""
+
+    host: str
+    port: int
+    tls: bool
+
+    def __post_init__(self) -> None:
+        if not self.host:
+            raise BrokerError("broker URL has no host")
+        if not 0 < self.port < 65536:
+            raise BrokerError(f"broker port {self.port} is out of range")
+
+    @property
+    def url(self) -> str:
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+
+
+def parse_broker_url(url: str) -> BrokerUrl:
+    """Parse a broker URL; the port defaults to 1883 (mqtt) or 8883 (mqtts)."""
+    parts = urlsplit(url)
+    if parts.scheme not in _DEFAULT_PORTS:
+        raise BrokerError(f"broker URL {url!r} must start with mqtt:// or mqtts://")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise BrokerError(f"broker URL {url!r} must be scheme://host[:port] only")
+    try:
+        port = parts.port
+    except ValueError:
+        raise BrokerError(f"broker URL {url!r} has an invalid port") from None
+    return BrokerUrl(
+        host=parts.hostname or "",
+        port=port if port is not None else _DEFAULT_PORTS[parts.scheme],
+        tls=parts.scheme == "mqtts",
+    )
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A TCP port nobody listens on right now (the kernel's choice)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+_CONNECT_PROBE: Final = bytes.fromhex("100c00044d5154540402003c0000")
+_CONNACK_ACCEPTED: Final = bytes.fromhex("20020000")
+_DISCONNECT: Final = bytes.fromhex("e000")
+
+
+def mqtt_answers(host: str, port: int, *, tls: bool = False, timeout: float = 1.0) -> bool:
+    """True if an MQTT 3.1.1 broker on `host:port` accepts a clean, anonymous CONNECT."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as raw:
+            if tls:
+                context = ssl.create_default_context()
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+                sock: socket.socket = context.wrap_socket(raw, server_hostname=host)
+            else:
+                sock = raw
+            with sock:
+                sock.sendall(_CONNECT_PROBE)
+                answer = b""
+                while len(answer) < len(_CONNACK_ACCEPTED):
+                    chunk = sock.recv(len(_CONNACK_ACCEPTED) - len(answer))
+                    if not chunk:
+                        return False
+                    answer += chunk
+                sock.sendall(_DISCONNECT)
+                return answer == _CONNACK_ACCEPTED
+    except (OSError, ssl.SSLError):
+        return False
+
+
+def wait_for_broker(
+    host: str,
+    port: int,
+    *,
+    timeout: float,
+    tls: bool = False,
+    alive: Callable[[], bool] | None = None,
+) -> None:
+    """Block until an MQTT broker answers on `host:port`.
+
+    `alive` returns False once waiting is pointless (the broker process died).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if alive is not None and not alive():
+            raise BrokerError(f"broker on {host}:{port} exited during start-up")
+        if mqtt_answers(host, port, tls=tls):
+            return
+        if time.monotonic() > deadline:
+            raise BrokerError(f"broker on {host}:{port} not answering after {timeout}s")
+        time.sleep(0.02)
+
+
+# --- amqtt, in-process -------------------------------------------------------------------
+
+
+class OpenAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]
+    """Accept every client as a named one, so persistent sessions keep their QoS 1 queue."""
+
+    async def authenticate(self, *, session: Any) -> bool:
+        return True
+
+
+class EmbeddedBroker:
+    """amqtt's broker in the running event loop, on loopback and a free or given port.
+
+    ``async with EmbeddedBroker() as broker: broker.url``
+    """
+
+    def __init__(self, *, host: str = LOOPBACK, port: int = 0) -> None:
+        self._host = host
+        self._requested_port = port
+        self._port = port
+        self._broker: Broker | None = None
+
+    @property
+    def host(self) -> str:
+        return self._host
+
+    @property
+    def port(self) -> int:
+        if not self._port:
+            raise BrokerError("embedded broker not started")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+    def _config(self, port: int) -> dict[str, Any]:
+        return {
+            "listeners": {"default": {"type": "tcp", "bind": f"{self._host}:{port}"}},
+            "plugins": {f"{OpenAuthPlugin.__module__}.{OpenAuthPlugin.__qualname__}": {}},
+        }
+
+    async def start(self) -> None:
+        if self._broker is not None:
+            raise BrokerError("embedded broker already started")
+        attempts = 1 if self._requested_port else 5
+        for attempt in range(attempts):
+            port = self._requested_port or free_port(self._host)
+            broker = Broker(self._config(port))
+            try:
+                await broker.start()
+            except (AMQTTError, AmqttBrokerError, OSError) as exc:
+                if attempt + 1 == attempts:
+                    raise BrokerError(
+                        f"embedded broker cannot listen on port {port}: {exc}"
+                    ) from None
+                continue
+            self._broker = broker
+            self._port = port
+            return
+
+    async def stop(self) -> None:
+        broker, self._broker = self._broker, None
+        if broker is not None:
+            await broker.shutdown()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+# --- Mosquitto, a child process ----------------------------------------------------------
+
+
+def find_mosquitto() -> str | None:
+    """Path of the mosquitto binary (PATH, then /usr/sbin and /usr/local/sbin), or None."""
+    found = shutil.which("mosquitto")
+    if found:
+        return found
+    for candidate in _MOSQUITTO_CANDIDATES:
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TlsListener:
+    """Certificate files for a Mosquitto TLS listener."""
+
+    cafile: Path
+    certfile: Path
+    keyfile: Path
+
+
+class MosquittoProcess:
+    """A Mosquitto broker on loopback, configured by the repository's ``mosquitto.conf``."""
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        *,
+        port: int | None = None,
+        host: str = LOOPBACK,
+        binary: str | None = None,
+        base_conf: Path = MOSQUITTO_CONF,
+        tls: TlsListener | None = None,
+    ) -> None:
+        found = binary or find_mosquitto()
+        if found is None:
+            raise BrokerError("mosquitto binary not found (apt-get install mosquitto)")
+        self._binary = found
+        self._data_dir = Path(data_dir)
+        self._host = host
+        self._port = port or free_port(host)
+        self._port_is_ours = port is None
+        self._base_conf = base_conf
+        self._tls = tls
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def host(self) -> str:
+        return self._host
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def url(self) -> str:
+        return f"{'mqtts' if self._tls else 'mqtt'}://{self._host}:{self._port}"
+
+    @property
+    def data_dir(self) -> Path:
+        return self._data_dir
+
+    @property
+    def conf_path(self) -> Path:
+        return self._data_dir / "mosquitto.conf"
+
+    @property
+    def log_path(self) -> Path:
+        return self._data_dir / "mosquitto.log"
+
+    @property
+    def persistence_path(self) -> Path:
+        return self._data_dir / "mosquitto.db"
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def _write_conf(self) -> None:
+        try:
+            base = self._base_conf.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise BrokerError(f"cannot read {self._base_conf}: {exc.strerror}") from None
+        tail = [
+            "",
+            "# generated by cloud_stub.broker.MosquittoProcess",
+            f"listener {self._port} {self._host}",
+            f"persistence_location {self._data_dir.resolve()}/",
+            "persistence_file mosquitto.db",
+        ]
+        if self._tls is not None:
+            tail += [
+                f"cafile {self._tls.cafile}",
+                f"certfile {self._tls.certfile}",
+                f"keyfile {self._tls.keyfile}",
+            ]
+        if os.geteuid() == 0:
+            tail.append(f"user {getpass.getuser()}")
+        self.conf_path.write_text(base.rstrip("\n") + "\n" + "\n".join(tail) + "\n", "utf-8")
+
+    def start(self) -> None:
+        """Start the broker and wait until it accepts connections.
+
+        A port chosen here that someone else takes meanwhile is replaced, before the first
+        start only: `restart` keeps the port.
+        """
+        if self.running:
+            raise BrokerError(f"mosquitto already running on port {self._port}")
+        self._data_dir.mkdir(parents=True, exist_ok=True)
+        attempts = 3 if self._port_is_ours else 1
+        for attempt in range(attempts):
+            try:
+                self._start_once()
+            except BrokerError:
+                if attempt + 1 == attempts:
+                    raise
+                self._port = free_port(self._host)
+            else:
+                break
+        self._port_is_ours = False
+
+    def _start_once(self) -> None:
+        self._write_conf()
+        with self.log_path.open("ab") as log:
+            try:
+                self._process = subprocess.Popen(
+                    [self._binary, "-c", str(self.conf_path)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            except OSError as exc:
+                raise BrokerError(f"cannot start {self._binary}: {exc.strerror}") from None
+        try:
+            wait_for_broker(
+                self._host,
+                self._port,
+                timeout=_START_TIMEOUT,
+                tls=self._tls is not None,
+                alive=lambda: self.running,
+            )
+        except BrokerError as exc:
+            self.kill()
+            raise BrokerError(f"{exc}; see {self.log_path}: {self._log_tail()}") from None
+
+    def _log_tail(self) -> str:
+        with contextlib.suppress(OSError):
+            lines = self.log_path.read_text("utf-8", errors="replace").strip().splitlines()
+            return " | ".join(lines[-3:])
+        return ""
+
+    def stop(self) -> None:
+        """SIGTERM and wait: Mosquitto saves its persistence database on the way out."""
+        self._end(signal.SIGTERM)
+
+    def kill(self) -> None:
+        """SIGKILL: messages since the last autosave are lost."""
+        self._end(signal.SIGKILL)
+
+    def restart(self) -> None:
+        """Stop (if running) and start again on the same port and persistence file."""
+        self.stop()
+        self.start()
+
+    def _end(self, how: signal.Signals) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(how)
+        try:
+            process.wait(timeout=_STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def client_tls_context(
+    cafile: str | None, certfile: str | None = None, keyfile: str | None = None
+) -> ssl.SSLContext:
+    """A client TLS context trusting `cafile`, with an optional client certificate."""
+    try:
+        context = ssl.create_default_context(cafile=cafile)
+        if certfile:
+            context.load_cert_chain(certfile, keyfile)
+    except (OSError, ssl.SSLError) as exc:
+        raise BrokerError(f"cannot set up TLS: {exc}") from None
+    return context

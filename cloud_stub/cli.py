@@ -1,0 +1,267 @@
+"""``cloud-stub``: run the stub backend, manage the registry, send commands, read counters.
+
+Every subcommand takes ``--data DIR`` (default ``./cloud-stub-data``): the backend key, the
+registry, the store and the saved counters live there. A mistake prints ``error: ...`` and
+exits with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+from cloud_stub.broker import LOOPBACK, EmbeddedBroker, parse_broker_url
+from cloud_stub.commands import CommandBuilder
+from cloud_stub.errors import CloudError
+from cloud_stub.ingest import DEFAULT_PREFIX
+from cloud_stub.keys import backend_public_key_pem, load_backend_key
+from cloud_stub.registry import Registry
+from cloud_stub.service import (
+    REGISTRY_FILE,
+    STORE_FILE,
+    Backend,
+    TlsFiles,
+    publish_once,
+    read_stats,
+)
+from cloud_stub.store import Store
+from tcu.errors import TcuError
+from tcu.telemetry.cose import key_id, public_key_from_pem
+
+__all__ = ["main"]
+
+DEFAULT_DATA: Final = "cloud-stub-data"
+MAX_PEM_FILE: Final = 64 * 1024
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--data", type=Path, default=Path(DEFAULT_DATA), help="data directory (%(default)s)"
+    )
+    common.add_argument("--prefix", default=DEFAULT_PREFIX, help="topic prefix (%(default)s)")
+    return common
+
+
+def _broker_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    parser.add_argument("--broker", required=required, help="mqtt://HOST:PORT or mqtts://HOST:PORT")
+    parser.add_argument("--cafile", help="CA certificate to trust (mqtts)")
+    parser.add_argument("--certfile", help="client certificate (mqtts)")
+    parser.add_argument("--keyfile", help="client certificate's key (mqtts)")
+
+
+def _tls(args: argparse.Namespace) -> TlsFiles | None:
+    if not (args.cafile or args.certfile or args.keyfile):
+        return None
+    if not str(args.broker or "").startswith("mqtts://"):
+        raise CloudError("--cafile/--certfile/--keyfile need an mqtts:// broker")
+    return TlsFiles(cafile=args.cafile, certfile=args.certfile, keyfile=args.keyfile)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cloud-stub",
+        description="The stub fleet backend: ingest signed telemetry, acknowledge it, send"
+        " signed commands. Files live in --data DIR (default ./cloud-stub-data).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
+    common = _common()
+
+    serve = sub.add_parser("serve", parents=[common], help="run the backend until SIGINT/SIGTERM")
+    _broker_options(serve, required=False)
+    serve.add_argument(
+        "--port",
+        type=int,
+        default=1883,
+        help="without --broker: port of the embedded broker on 127.0.0.1 (%(default)s)",
+    )
+    serve.add_argument("-v", "--verbose", action="store_true", help="log every refusal")
+    serve.set_defaults(handler=_serve)
+
+    register = sub.add_parser("register", parents=[common], help="register a vehicle's key")
+    register.add_argument("vin")
+    register.add_argument("public_key", type=Path, help="the vehicle's public key (PEM file)")
+    register.add_argument("--kid", help="key id in hex (default: derived from the key)")
+    register.set_defaults(handler=_register)
+
+    for name, help_text in (
+        ("activate", "mark the service active (and send the command with --broker)"),
+        ("deactivate", "mark the service inactive (and send the command with --broker)"),
+    ):
+        flag = sub.add_parser(name, parents=[common], help=help_text)
+        flag.add_argument("vin")
+        _broker_options(flag, required=False)
+        flag.set_defaults(handler=_set_service, active=name == "activate")
+
+    command = sub.add_parser("command", parents=[common], help="send a signed remote command")
+    command.add_argument("vin")
+    command.add_argument("name")
+    command.add_argument("argument", nargs="?")
+    _broker_options(command, required=True)
+    command.set_defaults(handler=_command)
+
+    stats = sub.add_parser("stats", parents=[common], help="print stored figures and counters")
+    stats.set_defaults(handler=_stats)
+
+    public = sub.add_parser("public-key", parents=[common], help="print the backend public key")
+    public.set_defaults(handler=_public_key)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except (CloudError, TcuError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+# --- subcommands -------------------------------------------------------------------------
+
+
+def _serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
+    logging.getLogger("cloud_stub").setLevel(logging.INFO if args.verbose else logging.WARNING)
+    asyncio.run(_serve_async(args))
+    return 0
+
+
+async def _serve_async(args: argparse.Namespace) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with contextlib.AsyncExitStack() as stack:
+        url = args.broker
+        if url is None:
+            embedded = await stack.enter_async_context(
+                EmbeddedBroker(host=LOOPBACK, port=args.port)
+            )
+            url = embedded.url
+        backend = Backend(url, args.data, prefix=args.prefix, tls=_tls(args))
+        await stack.enter_async_context(backend)
+        print(
+            f"cloud-stub: serving {backend.address.url}, data {args.data},"
+            f" backend kid {backend.backend_key.kid.hex()}",
+            flush=True,
+        )
+        await stop.wait()
+        print(f"cloud-stub: stopping; {json.dumps(backend.stats().as_dict())}", flush=True)
+
+
+def _register(args: argparse.Namespace) -> int:
+    try:
+        with args.public_key.open("rb") as file:
+            pem = file.read(MAX_PEM_FILE + 1)
+    except OSError as exc:
+        raise CloudError(f"cannot read {args.public_key}: {exc.strerror}") from None
+    if len(pem) > MAX_PEM_FILE:
+        raise CloudError(f"{args.public_key} is larger than {MAX_PEM_FILE} bytes")
+    if args.kid is None:
+        kid = key_id(public_key_from_pem(pem))
+    else:
+        try:
+            kid = bytes.fromhex(args.kid)
+        except ValueError:
+            raise CloudError(f"--kid {args.kid!r} is not hex") from None
+    with Registry(args.data / REGISTRY_FILE) as registry:
+        vehicle = registry.register(args.vin, pem, kid)
+    print(f"{vehicle.vin}: registered, kid {vehicle.kid.hex()}, active {vehicle.active}")
+    return 0
+
+
+def _set_service(args: argparse.Namespace) -> int:
+    tls = _tls(args)
+    if args.broker is not None:
+        parse_broker_url(args.broker)
+    with Registry(args.data / REGISTRY_FILE) as registry:
+        if args.active:
+            registry.activate(args.vin)
+        else:
+            registry.deactivate(args.vin)
+        state = "active" if args.active else "inactive"
+        if args.broker is None:
+            print(f"{args.vin}: {state} (registry only; give --broker to tell the vehicle)")
+            return 0
+        name = "activate" if args.active else "deactivate"
+        counter = _send(args, registry, name, None, tls)
+    print(f"{args.vin}: {state}; sent {name} counter {counter}")
+    return 0
+
+
+def _command(args: argparse.Namespace) -> int:
+    tls = _tls(args)
+    parse_broker_url(args.broker)
+    with Registry(args.data / REGISTRY_FILE) as registry:
+        counter = _send(args, registry, args.name, args.argument, tls)
+    print(f"{args.vin}: sent {args.name} counter {counter}")
+    return 0
+
+
+def _send(
+    args: argparse.Namespace,
+    registry: Registry,
+    name: str,
+    argument: str | None,
+    tls: TlsFiles | None,
+) -> int:
+    builder = CommandBuilder(registry, load_backend_key(args.data), prefix=args.prefix)
+    signed = builder.build(args.vin, name, argument, now_epoch=time.time())
+    asyncio.run(publish_once(args.broker, signed.topic, signed.payload, tls=tls))
+    return signed.downlink.counter
+
+
+def _stats(args: argparse.Namespace) -> int:
+    report: dict[str, Any] = {}
+    with Registry(args.data / REGISTRY_FILE) as registry:
+        report["vehicles"] = [
+            {
+                "vin": v.vin,
+                "kid": v.kid.hex(),
+                "active": v.active,
+                "downlink_counter": v.downlink_counter,
+            }
+            for v in registry.vehicles()
+        ]
+    with Store(args.data / STORE_FILE) as store:
+        report["progress"] = [
+            {
+                "vin": p.vin,
+                "epoch": p.epoch,
+                "stored": p.stored,
+                "acked": p.acked,
+                "duplicates": p.duplicates,
+                "conflicts": p.conflicts,
+            }
+            for p in store.progress()
+        ]
+        report["drops"] = {v["vin"]: store.drops(v["vin"]) for v in report["vehicles"]}
+    report["ingest"] = read_stats(args.data)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def _public_key(args: argparse.Namespace) -> int:
+    sys.stdout.write(backend_public_key_pem(args.data).decode("ascii"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,343 @@
+"""The backend's MQTT side: aiomqtt around `Ingest`, and signed commands out.
+
+Theory of operation: `Backend` owns the data directory (``backend.key``, ``registry.sqlite``,
+``store.sqlite``, ``stats.json``) and one MQTT connection with the stable client id
+``cloud-stub`` and a persistent session (``clean_session=False``), subscribed at QoS 1 to
+``{prefix}/+/telemetry`` and ``{prefix}/+/status``; while the backend is away the broker
+keeps those messages for it. Each message goes to `Ingest.receive`; the acks it returns are
+published at QoS 1 in the order they were made, without waiting for each PUBACK (at most
+`_MAX_PENDING` in flight). A lost connection is retried with exponential backoff; `stop`
+disconnects cleanly and saves the counters to ``stats.json``, which ``cloud-stub stats``
+reads. The paho client under aiomqtt answers the broker's QoS 1 PUBLISH as soon as it
+arrives: the vehicle learns that its records are safe only from the signed ack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import ssl
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, Self
+
+import aiomqtt
+
+from cloud_stub.broker import BrokerUrl, client_tls_context, parse_broker_url
+from cloud_stub.commands import DEFAULT_VALIDITY_S, CommandBuilder, SignedDownlink
+from cloud_stub.errors import BrokerError, CloudError
+from cloud_stub.ingest import DEFAULT_MAX_PAYLOAD, DEFAULT_PREFIX, Ingest, IngestStats, Publish
+from cloud_stub.keys import load_backend_key
+from cloud_stub.registry import Registry
+from cloud_stub.store import Store
+
+__all__ = [
+    "CLIENT_ID",
+    "REGISTRY_FILE",
+    "STATS_FILE",
+    "STORE_FILE",
+    "Backend",
+    "TlsFiles",
+    "publish_once",
+    "read_stats",
+]
+
+CLIENT_ID: Final = "cloud-stub"
+REGISTRY_FILE: Final = "registry.sqlite"
+STORE_FILE: Final = "store.sqlite"
+STATS_FILE: Final = "stats.json"
+_STATS_EVERY_S: Final = 1.0
+_MAX_PENDING: Final = 256
+
+log = logging.getLogger("cloud_stub")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TlsFiles:
+    """Files for an ``mqtts://`` connection: the CA to trust, and an optional client cert."""
+
+    cafile: str | None = None
+    certfile: str | None = None
+    keyfile: str | None = None
+
+    def context(self) -> ssl.SSLContext:
+        return client_tls_context(self.cafile, self.certfile, self.keyfile)
+
+
+def _client(
+    address: BrokerUrl,
+    *,
+    identifier: str,
+    clean_session: bool,
+    tls: TlsFiles | None,
+    timeout: float = 10.0,
+) -> aiomqtt.Client:
+    context = (tls or TlsFiles()).context() if address.tls else None
+    return aiomqtt.Client(
+        address.host,
+        address.port,
+        identifier=identifier,
+        clean_session=clean_session,
+        protocol=aiomqtt.ProtocolVersion.V311,
+        tls_context=context,
+        timeout=timeout,
+    )
+
+
+class Backend:
+    """The stub fleet backend on one MQTT broker."""
+
+    def __init__(
+        self,
+        broker_url: str,
+        data_dir: str | os.PathLike[str],
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        client_id: str = CLIENT_ID,
+        tls: TlsFiles | None = None,
+        clock: Callable[[], float] = time.time,
+        max_payload: int = DEFAULT_MAX_PAYLOAD,
+        validity_s: int = DEFAULT_VALIDITY_S,
+        backoff: tuple[float, float] = (0.1, 5.0),
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self.address = parse_broker_url(broker_url)
+        if self.address.tls is False and tls is not None:
+            raise BrokerError("TLS files given for an mqtt:// (plain) broker URL")
+        self.data_dir = Path(data_dir)
+        self.backend_key = load_backend_key(self.data_dir)
+        self.registry = Registry(self.data_dir / REGISTRY_FILE)
+        self.store = Store(self.data_dir / STORE_FILE)
+        self.ingest = Ingest(
+            self.registry,
+            self.store,
+            backend_key=self.backend_key,
+            prefix=prefix,
+            max_payload=max_payload,
+        )
+        self.commands = CommandBuilder(
+            self.registry, self.backend_key, prefix=prefix, validity_s=validity_s
+        )
+        self._client_id = client_id
+        self._tls = tls
+        self._clock = clock
+        self._backoff = backoff
+        self._connect_timeout = connect_timeout
+        self._client: aiomqtt.Client | None = None
+        self._connected = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stats_saved_at = 0.0
+        self._pending: set[asyncio.Task[None]] = set()
+        self.connections = 0
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    async def start(self, *, timeout: float | None = None) -> None:
+        """Run in the background and wait for the first connection and subscription."""
+        if self._task is not None:
+            raise CloudError("backend already started")
+        self._task = asyncio.create_task(self.run(), name="cloud-stub")
+        try:
+            await self.wait_connected(timeout=timeout or self._connect_timeout)
+        except BaseException:
+            await self._cancel()
+            raise
+
+    async def wait_connected(self, *, timeout: float = 10.0) -> None:
+        waiter = asyncio.ensure_future(self._connected.wait())
+        pending = {waiter} if self._task is None else {waiter, self._task}
+        done, _ = await asyncio.wait(pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if waiter not in done:
+            waiter.cancel()
+            if self._task is not None and self._task in done:
+                self._task.result()
+            raise BrokerError(f"backend not connected to {self.address.url} after {timeout}s")
+
+    async def stop(self) -> None:
+        """Disconnect cleanly, save the counters, close the databases."""
+        await self._cancel()
+        self.save_stats()
+        self.store.close()
+        self.registry.close()
+
+    async def _cancel(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def run(self) -> None:
+        """Connect, subscribe, ingest; reconnect with backoff until cancelled."""
+        first, longest = self._backoff
+        delay = first
+        while True:
+            try:
+                async with _client(
+                    self.address,
+                    identifier=self._client_id,
+                    clean_session=False,
+                    tls=self._tls,
+                ) as client:
+                    client.pending_calls_threshold = _MAX_PENDING + 1
+                    await client.subscribe([(topic, 1) for topic in self.ingest.subscriptions])
+                    self._client = client
+                    self.connections += 1
+                    self._connected.set()
+                    delay = first
+                    log.info("connected to %s as %s", self.address.url, self._client_id)
+                    async for message in client.messages:
+                        await self._handle(client, message)
+            except aiomqtt.MqttError as exc:
+                log.warning("broker %s: %s; retrying in %.1fs", self.address.url, exc, delay)
+            finally:
+                self._client = None
+                self._connected.clear()
+                await self._drop_pending()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, longest)
+
+    async def _handle(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
+        payload = message.payload
+        data = bytes(payload) if isinstance(payload, bytes | bytearray) else b""
+        for reply in self.ingest.receive(message.topic.value, data):
+            if isinstance(reply, Publish):
+                await self._send_reply(client, reply)
+            else:
+                log.info("refused %s: %s (%s)", reply.topic, reply.reason, reply.detail)
+        if time.monotonic() - self._stats_saved_at > _STATS_EVERY_S:
+            self.save_stats()
+
+    async def _send_reply(self, client: aiomqtt.Client, reply: Publish) -> None:
+        """Publish without waiting for the PUBACK, at most `_MAX_PENDING` in flight.
+
+        paho writes the PUBLISH when the task first runs, and tasks start in creation order,
+        so acks leave in the order they were made. A lost ack costs nothing: the vehicle
+        resends and the duplicate is acknowledged again.
+        """
+        while len(self._pending) >= _MAX_PENDING:
+            await asyncio.wait(self._pending, return_when=asyncio.FIRST_COMPLETED)
+        task = asyncio.create_task(client.publish(reply.topic, reply.payload, qos=reply.qos))
+        self._pending.add(task)
+        task.add_done_callback(self._reply_done)
+
+    def _reply_done(self, task: asyncio.Task[None]) -> None:
+        self._pending.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.warning("ack not delivered: %s", error)
+
+    async def _drop_pending(self) -> None:
+        pending = list(self._pending)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    # --- commands ---------------------------------------------------------------------
+
+    async def send_command(
+        self, vin: str, name: str, argument: str | None = None, *, timeout: float = 10.0
+    ) -> SignedDownlink:
+        """Build, sign and publish (QoS 1) a command to `vin`."""
+        signed = self.commands.build(vin, name, argument, now_epoch=self._clock())
+        await self.publish(signed, timeout=timeout)
+        return signed
+
+    async def publish(self, signed: SignedDownlink, *, timeout: float = 10.0) -> None:
+        """Publish an already built downlink (genuine or crafted) at QoS 1."""
+        await self.wait_connected(timeout=timeout)
+        client = self._client
+        if client is None:
+            raise BrokerError(f"not connected to {self.address.url}")
+        try:
+            await client.publish(signed.topic, signed.payload, qos=1, timeout=timeout)
+        except aiomqtt.MqttError as exc:
+            raise BrokerError(f"cannot publish to {signed.topic}: {exc}") from None
+
+    async def activate(self, vin: str) -> SignedDownlink:
+        """Mark the service active and tell the vehicle."""
+        self.registry.activate(vin)
+        return await self.send_command(vin, "activate")
+
+    async def deactivate(self, vin: str) -> SignedDownlink:
+        """Mark the service inactive and tell the vehicle."""
+        self.registry.deactivate(vin)
+        return await self.send_command(vin, "deactivate")
+
+    # --- counters ---------------------------------------------------------------------
+
+    def stats(self) -> IngestStats:
+        return self.ingest.stats()
+
+    def save_stats(self) -> None:
+        self._stats_saved_at = time.monotonic()
+        write_json_atomic(self.data_dir / STATS_FILE, self.stats().as_dict())
+
+
+def write_json_atomic(path: Path, content: dict[str, Any]) -> None:
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            json.dump(content, file, indent=2, sort_keys=True)
+            file.write("\n")
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+
+
+def read_stats(data_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The counters the last (or running) backend saved, or None."""
+    path = Path(data_dir) / STATS_FILE
+    try:
+        content = json.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise CloudError(f"cannot read {path}: {exc}") from None
+    if not isinstance(content, dict):
+        raise CloudError(f"{path} does not hold a JSON object")
+    return content
+
+
+async def publish_once(
+    broker_url: str,
+    topic: str,
+    payload: bytes,
+    *,
+    tls: TlsFiles | None = None,
+    timeout: float = 10.0,
+) -> None:
+    """Connect with a throw-away client id, publish one QoS 1 message, disconnect."""
+    address = parse_broker_url(broker_url)
+    identifier = f"{CLIENT_ID}-cli-{os.getpid()}"
+    try:
+        async with _client(
+            address, identifier=identifier, clean_session=True, tls=tls, timeout=timeout
+        ) as client:
+            await client.publish(topic, payload, qos=1, timeout=timeout)
+    except aiomqtt.MqttError as exc:
+        raise BrokerError(f"cannot publish to {address.url}: {exc}") from None
