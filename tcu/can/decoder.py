@@ -2,7 +2,9 @@
 
 Only frames whose id the mapping uses are decoded, and only when their bytes changed
 since the last frame of the same message (for a multiplexed message: of the same
-multiplexer page). An unchanged frame still refreshes the freshness of its signals.
+multiplexer page). Real messages carry rolling counters and checksums that change
+every frame, so the comparison looks only at the bits of the signals the mapping
+uses (``Slot.mask``). An unchanged frame still refreshes the freshness of its signals.
 Standard and extended ids live in one table: an extended id carries bit 29
 (``EXTENDED``) so 0x123 and extended 0x123 never collide.
 """
@@ -33,6 +35,8 @@ class Slot(Source):
         "cache",
         "last_page",
         "length",
+        "mask",
+        "masked_last",
         "message",
         "mux_names",
         "pages",
@@ -47,6 +51,27 @@ class Slot(Source):
         self.pages: dict[tuple[float, ...], Source] = {}
         self.last_page: Source = self
         self.cache: dict[bytes, tuple[Source, dict[str, float]]] = {}
+        self.mask = 0 if self.mux_names else signal_mask(message, {b.signal for b in bindings})
+        self.masked_last = -1
+
+
+def signal_mask(message: Any, names: set[str]) -> int:
+    """The payload bits (little-endian integer) that carry the signals ``names``; 0 = all."""
+    zero = {s.name: 0 for s in message.signals}
+    try:
+        base = int.from_bytes(message.encode(zero, scaling=False, strict=False), "little")
+        mask = 0
+        for sig in message.signals:
+            if sig.name not in names:
+                continue
+            if sig.is_float:
+                return 0
+            raw = -1 if sig.is_signed else (1 << sig.length) - 1
+            enc = message.encode(zero | {sig.name: raw}, scaling=False, strict=False)
+            mask |= int.from_bytes(enc, "little") ^ base
+    except Exception:  # noqa: BLE001 - an odd layout just means no masking
+        return 0
+    return mask
 
 
 def frame_key(arbitration_id: int, is_extended: bool) -> int:
@@ -98,6 +123,13 @@ class FrameDecoder:
         if len(data) < slot.length:
             self._bad(slot, now, f"{len(data)} bytes, the DBC says {slot.length}")
             return []
+        masked = -1
+        if slot.mask:
+            masked = int.from_bytes(key, "little") & slot.mask
+            if masked == slot.masked_last:
+                slot.last = key
+                self.stats.unchanged_frames += 1
+                return []
         try:
             values = slot.message.decode(
                 key, decode_choices=False, scaling=True, allow_truncated=False
@@ -117,6 +149,7 @@ class FrameDecoder:
                 slot.cache.clear()
             slot.cache[key] = (page, values)
         slot.last = key
+        slot.masked_last = masked
         return self._apply(slot, page, values)
 
     def _apply(self, slot: Slot, page: Source, values: dict[str, float]) -> list[str]:

@@ -138,3 +138,13 @@ def test_real_dbc_loads_non_strictly_with_a_warning(tmp_path: Path) -> None:
     core = TcuCore(setup.mapping)
     core.handle(frame(0x219, bytes([0, 100, 0, 0, 0])), 0.0)  # 100 * 0.025 bar = 2.5 bar
     assert core.state.get(c.TYRE_FRONT_LEFT, 0.0) == pytest.approx(250.0)
+
+
+def test_bits_outside_mapped_signals_do_not_trigger_decoding(core: TcuCore) -> None:
+    # bit 7 of byte 0 and byte 1's upper bits belong to no mapped signal (as a counter)
+    for i, data in enumerate(([1, 3], [0x81, 3], [0x41, 0x23], [0x01, 0x03], [0x00, 0x03])):
+        core.handle(frame(0x3A0, bytes(data)), i * 0.1)
+    counts = core.summary_counts()
+    assert counts["decoded_frames"] == 2  # the first, and the bonnet closing
+    assert counts["unchanged_frames"] == 3
+    assert core.state.get(c.BONNET, 0.4) is False
