@@ -30,7 +30,7 @@ import logging
 import random
 import ssl
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,19 +41,16 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from tcu.errors import ConfigError, DecodeError
-from tcu.events import Ack, Downlink, Publish
-from tcu.telemetry.cose import CoseError, verify1
+from tcu.errors import ConfigError
+from tcu.events import Downlink, Publish
 from tcu.telemetry.identity import VehicleIdentity
 from tcu.telemetry.outbox import Outbox
-from tcu.telemetry.records import Record
-from tcu.telemetry.schema import BatchMessage, decode_ack, encode_batch
+from tcu.telemetry.uplink import UplinkQueue
 
 LOG = logging.getLogger("tcu.mqtt")
 
 DEFAULT_PORTS: Final = {"mqtt": 1883, "mqtts": 8883}
 SESSION_EXPIRY_S: Final = 7 * 24 * 3600
-BATCH_OVERHEAD: Final = 200
 Protocol = Literal["auto", "5", "3.1.1"]
 PROTOCOLS: Final = ("auto", "5", "3.1.1")
 
@@ -216,38 +213,6 @@ async def _wait_event(event: asyncio.Event, timeout: float | None) -> bool:
 # --- the uplink ------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class UplinkStats:
-    connects: int = 0
-    connect_failures: int = 0
-    batches: int = 0
-    records_sent: int = 0
-    bytes_sent: int = 0
-    resends: int = 0
-    acks: int = 0
-    records_acked: int = 0
-    refused: Counter[str] | None = None
-    status_sent: int = 0
-    status_dropped: int = 0
-    protocol: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "connects": self.connects,
-            "connect_failures": self.connect_failures,
-            "batches": self.batches,
-            "records_sent": self.records_sent,
-            "bytes_sent": self.bytes_sent,
-            "resends": self.resends,
-            "acks": self.acks,
-            "records_acked": self.records_acked,
-            "refused": dict(self.refused or {}),
-            "status_sent": self.status_sent,
-            "status_dropped": self.status_dropped,
-            "protocol": self.protocol,
-        }
-
-
 class TelemetryUplink:
     """Publishes the outbox over MQTT and feeds acks and downlinks back to the core."""
 
@@ -290,14 +255,21 @@ class TelemetryUplink:
         self.connect_timeout = connect_timeout
         self.publish_timeout = publish_timeout
         self.keepalive = keepalive
-        self.stats = UplinkStats(refused=Counter())
+        self.queue = UplinkQueue(
+            outbox,
+            keys,
+            batch_records=batch_records,
+            batch_bytes=batch_bytes,
+            window=window,
+            clock_ms=(lambda: clock() * 1000.0) if clock is not None else None,
+        )
+        self.stats = self.queue.stats
         self.identifier = f"tcu-{keys.vin}"
         self._status: deque[bytes] = deque(maxlen=status_queue)
         self._wake = asyncio.Event()
         self._progress = asyncio.Event()
         self._closing = asyncio.Event()
         self._connected = asyncio.Event()
-        self._cursor: tuple[int, int] | None = None
         self._last_progress = time.monotonic()
         self._v5_refused = False
 
@@ -432,14 +404,11 @@ class TelemetryUplink:
     # --- sending -----------------------------------------------------------------------------
 
     def _start_over(self) -> None:
-        if self._cursor is not None:
-            self.stats.resends += 1
-        self._cursor = None
-        self.outbox.resend()
+        self.queue.start_over()
 
     def _in_flight(self) -> int:
         """Records sent (taken by the broker) and not yet acknowledged."""
-        return 0 if self._cursor is None else self.outbox.count_through(*self._cursor)
+        return self.queue.in_flight()
 
     async def _send(self, client: aiomqtt.Client) -> None:
         timeout = self.publish_timeout
@@ -456,43 +425,14 @@ class TelemetryUplink:
                 )
                 self._start_over()
                 in_flight = 0
-            batch = self._next_batch(in_flight) if in_flight < self.window else None
+            batch = self.queue.next_batch(in_flight) if in_flight < self.window else None
             if batch is None:
                 await _wait_event(self._wake, self.resend_after if in_flight else None)
                 continue
-            message, payload = batch
+            _message, payload = batch
             await client.publish(self.topics.telemetry, payload, qos=1, timeout=timeout)
             if not in_flight:
                 self._last_progress = time.monotonic()
-            self._cursor = (message.epoch, message.records[-1].seq)
-            self.stats.batches += 1
-            self.stats.records_sent += len(message.records)
-            self.stats.bytes_sent += len(payload)
-
-    def _next_batch(self, in_flight: int) -> tuple[BatchMessage, bytes] | None:
-        room = min(self.batch_records, self.window - in_flight)
-        rows = self.outbox.pending_wire(room, after=self._cursor)
-        if not rows:
-            return None
-        epoch = rows[0][0].epoch
-        records: list[Record] = []
-        encoded: list[bytes] = []
-        size = BATCH_OVERHEAD
-        for record, wire in rows:
-            if record.epoch != epoch or (records and size + len(wire) > self.batch_bytes):
-                break
-            records.append(record)
-            encoded.append(wire)
-            size += len(wire)
-        drops = self.outbox.drops_for_batch(epoch, records[-1].seq)
-        message = BatchMessage(
-            vin=self.keys.vin,
-            epoch=epoch,
-            records=tuple(records),
-            drops=drops,
-            sent_at_ms=max(0, round(self.clock() * 1000)) if self.clock is not None else None,
-        )
-        return message, self.keys.sign(encode_batch(message, encoded))
 
     # --- receiving ---------------------------------------------------------------------------
 
@@ -508,26 +448,16 @@ class TelemetryUplink:
                 self._deliver(Downlink(payload=bytes(payload)))
 
     def _ack(self, payload: bytes) -> None:
-        try:
-            signed = verify1(payload, self.keys.backend_key)
-            ack = decode_ack(signed.payload)
-        except CoseError as exc:
-            self._refuse(f"ack_{exc.reason}", str(exc))
+        before = self.stats.records_acked
+        ack = self.queue.receive_ack(payload)
+        if ack is None:
+            LOG.warning("refused an ack from the backend")
             return
-        except DecodeError as exc:
-            self._refuse("ack_malformed", str(exc))
-            return
-        if ack.vin != self.keys.vin:
-            self._refuse("ack_wrong_vin", ack.vin)
-            return
-        deleted = self.outbox.ack(ack.epoch, ack.seq)
-        self.stats.acks += 1
-        self.stats.records_acked += deleted
-        if deleted:
+        if self.stats.records_acked > before:
             self._last_progress = time.monotonic()
         self._progress.set()
         self._wake.set()
-        self._deliver(Ack(epoch=ack.epoch, sequence=ack.seq))
+        self._deliver(ack)
 
     def _deliver(self, event: Any) -> None:
         if self.on_event is not None:
