@@ -70,6 +70,10 @@ CAN_ERR_CRTL_TX_PASSIVE = 0x20
 CAN_ERR_CRTL_ACTIVE = 0x40
 
 BUS_STATES = ("active", "warning", "passive", "bus-off")
+NO_INTERFACE = (
+    "no CAN interface: pass -i/--interface (or set CAN_INTERFACE, or write a python-can "
+    "config file such as ~/.canrc)"
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -129,19 +133,37 @@ def resolve_bus(
     try:
         config = dict(can.util.load_config(path=config_file, config=given, context=context))
     except can.CanInterfaceNotImplementedError:
-        raise BusError(_unknown_interface(interface or "(from the python-can config)")) from None
+        name = interface or _configured_interface(config_file, context)
+        if not name:
+            raise BusError(NO_INTERFACE) from None
+        raise BusError(_unknown_interface(name)) from None
     except (ValueError, TypeError, OSError) as e:
         raise BusError(f"CAN bus configuration: {e}") from None
     name = config.pop("interface", None)
     where = config.pop("channel", None)
     if not name:
-        raise BusError(
-            "no CAN interface: pass -i/--interface (or set CAN_INTERFACE, or write a "
-            "python-can config file such as ~/.canrc)"
-        )
+        raise BusError(NO_INTERFACE)
     if listen_only:
         config.update(LISTEN_ONLY_OPTIONS.get(name, {}))
     return BusSpec(interface=name, channel=where, options=config, listen_only=listen_only)
+
+
+def _configured_interface(config_file: str | None, context: str | None) -> str | None:
+    """The interface python-can's environment or config files name, if any."""
+    sources: list[dict[str, Any]] = [
+        dict(can.rc),
+        can.util.load_environment_config(context),
+        can.util.load_environment_config(),
+    ]
+    with contextlib.suppress(ValueError, OSError):
+        if context:
+            sources.append(can.util.load_file_config(config_file, context))
+        sources.append(can.util.load_file_config(config_file))
+    for source in sources:
+        name = source.get("interface") or source.get("bustype")
+        if name:
+            return str(name)
+    return None
 
 
 def open_bus(spec: BusSpec) -> can.BusABC:
@@ -169,7 +191,7 @@ def close_bus(bus: can.BusABC) -> None:
                 port.close()
 
 
-class GuardedBus(can.BusABC):  # type: ignore[misc]
+class GuardedBus(can.BusABC):
     """A bus for ``can.Notifier`` whose reads never raise: faults go to ``on_fault`` once."""
 
     def __init__(
@@ -236,9 +258,15 @@ class GuardedBus(can.BusABC):  # type: ignore[misc]
     def state(self) -> can.BusState:
         try:
             state: can.BusState = self.inner.state
-        except (NotImplementedError, *FAULTS):
+        except NotImplementedError:
             return can.BusState.ACTIVE
+        except FAULTS:
+            return can.BusState.ERROR
         return state
+
+    @state.setter
+    def state(self, new_state: can.BusState) -> None:
+        self.inner.state = new_state
 
     def close_reads(self) -> None:
         """Make ``recv`` return None at once from now on (before stopping the Notifier)."""
@@ -355,20 +383,21 @@ class BusHealth:
             self.protocol_errors += 1
         if info.bus_off:
             self.bus_off += 1
-            changes.append(self._enter("bus-off"))
+            changes.append(self.enter("bus-off"))
         elif info.passive:
             self.error_passive += 1
-            changes.append(self._enter("passive"))
+            changes.append(self.enter("passive"))
         elif info.warning:
             self.error_warning += 1
-            changes.append(self._enter("warning"))
+            changes.append(self.enter("warning"))
         if info.restarted or info.back_to_active:
             if info.restarted:
                 self.restarted += 1
-            changes.append(self._enter("active"))
+            changes.append(self.enter("active"))
         return [c for c in changes if c]
 
-    def _enter(self, state: str) -> str:
+    def enter(self, state: str) -> str:
+        """Move to ``state``; the change as text, empty when it was the state already."""
         if state == self.state:
             return ""
         previous, self.state = self.state, state

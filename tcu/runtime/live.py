@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import math
 import signal
 import sys
 import time
@@ -43,9 +42,11 @@ from typing import IO, Any
 import can
 
 from tcu.can.encoder import FrameEncoder
+from tcu.can.setup import load_bus_setup
 from tcu.core import Part, TcuCore
-from tcu.errors import BusError, ConfigError, TcuError
-from tcu.events import Action, Dispatch, Log, SendFrame, Tick
+from tcu.errors import BusError, ConfigError
+from tcu.events import Action, Dispatch, Log, Publish, SendFrame, StoreRecords, Tick
+from tcu.link.proxy import LinkProxy
 from tcu.runtime.bus import (
     SOCKETCAN_LAYOUT,
     Backoff,
@@ -56,7 +57,15 @@ from tcu.runtime.bus import (
     describe_fault,
     open_bus,
 )
+from tcu.runtime.mqtt import BrokerURL, TelemetryUplink
+from tcu.runtime.mqtt import Protocol as MqttProtocol
+from tcu.services import ServicesPart, VehicleConfig
 from tcu.services.config import parse_hhmm
+from tcu.telemetry.downlink import DownlinkPart
+from tcu.telemetry.identity import load_identity, validate_vin
+from tcu.telemetry.outbox import DOWNLINK_COUNTER, SERVICE_ACTIVE, Outbox
+from tcu.telemetry.policy import TelemetryConfig, TelemetryPart
+from tcu.vehicle.catalogue import CATALOGUE
 
 TICK = Tick()
 NOTIFIER_TIMEOUT = 0.1
@@ -159,7 +168,8 @@ class LiveDriver:
         arrivals = self._arrivals
         while arrivals and arrivals[0] < now - RATE_WINDOW:
             arrivals.popleft()
-        return len(arrivals) / RATE_WINDOW
+        span = min(RATE_WINDOW, now)
+        return len(arrivals) / span if span > 0 else 0.0
 
     def inject(self, event: Any) -> list[Action]:
         """Hand ``event`` to the core now and carry out what it returns."""
@@ -302,11 +312,14 @@ class LiveDriver:
     def _attach(self, inner: can.BusABC) -> None:
         loop = self._loop
         assert loop is not None
-        bus = GuardedBus(
-            inner,
-            on_fault=lambda exc: loop.call_soon_threadsafe(self._on_fault, exc),
-            on_bad_input=lambda exc: loop.call_soon_threadsafe(self._on_bad_input, exc),
-        )
+
+        def on_fault(exc: BaseException) -> None:
+            loop.call_soon_threadsafe(self._on_fault, exc)
+
+        def on_bad_input(exc: BaseException) -> None:
+            loop.call_soon_threadsafe(self._on_bad_input, exc)
+
+        bus = GuardedBus(inner, on_fault=on_fault, on_bad_input=on_bad_input)
         reader = can.AsyncBufferedReader()
         try:
             notifier = can.Notifier(bus, [reader], timeout=self.notifier_timeout, loop=loop)
@@ -314,7 +327,10 @@ class LiveDriver:
             bus.shutdown()
             raise
         self._bus, self._reader, self._notifier = bus, reader, notifier
-        self.health.state = "active"
+        previous = self.health.state
+        change = self.health.enter("active")
+        if change and previous not in ("closed", "lost"):
+            self._report(change)
         self._wake.set()
 
     def _detach(self) -> None:
@@ -367,8 +383,10 @@ class LiveDriver:
                     inner = await loop.run_in_executor(self._executor, self.opener, self.spec)
                 except BusError as e:
                     self.health.open_failures += 1
-                    if self.health.open_failures <= 3 or delay >= self.backoff.maximum:
-                        self._report(f"warning: reopen failed (next in up to {delay * 2:.1f} s): {e}")
+                    failures = self.health.open_failures
+                    if failures <= 3 or failures % 10 == 0:
+                        wait = min(delay * self.backoff.factor, self.backoff.maximum)
+                        self._report(f"warning: reopen failed, next try in {wait:.2g} s: {e}")
                     continue
                 if self._stopping.is_set():
                     close_bus(inner)
@@ -478,38 +496,335 @@ def install_signal_handlers(stop: Callable[[], None]) -> Callable[[], None]:
     return restore
 
 
-def finite(t: float) -> float | None:
-    return t if math.isfinite(t) else None
-
-
-def vin_or_default(vin: str | None) -> str:
-    return vin if vin else DEFAULT_VIN
-
-
 def check_listen_only_note(spec: BusSpec) -> str | None:
-    """A note when listen-only mode can only be enforced by not sending."""
+    """A note when listen-only mode can only be kept by not sending."""
     if spec.listen_only and not spec.hardware_listen_only:
         return (
             f"{spec.interface}: python-can cannot make this controller silent; "
-            "the TCU simply sends nothing (frames counted as suppressed)"
+            "listen-only here means the TCU sends nothing (counted as suppressed)"
         )
     return None
 
 
-def require_path(path: Path | None, what: str) -> Path:
-    if path is None:
-        raise ConfigError(f"{what} is needed")
-    return path
+# --- a bench, assembled --------------------------------------------------------------------
+
+OUTBOX_FILE = "outbox.sqlite"
+STATUS_EVERY_S = 0.5
+LINK_PROXY_HOST = "127.0.0.1"
+UPLINK_CLOSE_S = 3.0
 
 
-__all__ = [
-    "DEFAULT_VIN",
-    "LiveDriver",
-    "LiveStats",
-    "StatusLine",
-    "TcuError",
-    "fmt_verdict",
-    "install_signal_handlers",
-    "render_status",
-    "request_frames",
-]
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LiveOptions:
+    bus: BusSpec
+    dbc: str | None = None
+    mapping: str | None = None
+    vin: str | None = None
+    keystore: Path | None = None
+    outbox: Path | None = None
+    broker: BrokerURL | None = None
+    link_proxy: bool = True
+    topic_prefix: str = "vehicles"
+    mqtt_protocol: MqttProtocol = "auto"
+    snapshot_period: float = 60.0
+    lock_timeout_s: float = 5.0
+
+
+@dataclass(slots=True, kw_only=True)
+class LiveReport:
+    bus: str
+    vin: str
+    wall_s: float
+    counts: dict[str, int]
+    bus_health: dict[str, int]
+    driver: dict[str, Any]
+    state: dict[str, Any]
+    faults: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+    sections: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "bus": self.bus,
+            "vin": self.vin,
+            "wall_s": round(self.wall_s, 3),
+            **self.counts,
+            "bus_health": self.bus_health,
+            "driver": self.driver,
+            "faults": self.faults,
+            "warnings": self.warnings,
+            "state": self.state,
+            **self.extra,
+        }
+
+
+class LiveSession:
+    """One bench: the core with its parts, the outbox, the uplink and the live driver."""
+
+    def __init__(
+        self,
+        opts: LiveOptions,
+        *,
+        on_report: Callable[[str], None] | None = None,
+        backoff: Backoff | None = None,
+        opener: Callable[[BusSpec], can.BusABC] = open_bus,
+        clock: Callable[[], float] = time.monotonic,
+        origin_epoch: float | None = None,
+    ) -> None:
+        self.opts = opts
+        setup = load_bus_setup(opts.dbc, opts.mapping)
+        self.warnings = list(setup.warnings)
+        note = check_listen_only_note(opts.bus)
+        if note:
+            self.warnings.append(note)
+        self.origin_epoch = time.time() if origin_epoch is None else origin_epoch
+        self.identity = load_identity(opts.keystore, opts.vin) if opts.keystore else None
+        if opts.broker is not None and self.identity is None:
+            raise ConfigError(
+                "--broker needs --keystore: telemetry is signed with the vehicle key "
+                "(make one with tcu provision)"
+            )
+        self.vin = validate_vin(self.identity.vin if self.identity else opts.vin or DEFAULT_VIN)
+        core = TcuCore(setup.mapping)
+        request = (
+            request_frames(FrameEncoder(setup.db, setup.mapping))
+            if setup.mapping.requests is not None
+            else _no_request_frames(setup.mapping.source)
+        )
+        config = VehicleConfig(
+            vin=self.vin, origin_epoch=self.origin_epoch, lock_timeout_s=opts.lock_timeout_s
+        )
+        self.services = ServicesPart(core.state, config, request)
+        self.outbox: Outbox | None = None
+        self.telemetry: TelemetryPart | None = None
+        self.downlink: DownlinkPart | None = None
+        parts: list[Part] = [self.services]
+        outbox_path = opts.outbox
+        if outbox_path is None and opts.keystore is not None:
+            outbox_path = opts.keystore / OUTBOX_FILE
+        if outbox_path is not None:
+            self.outbox = Outbox(outbox_path)
+            try:
+                parts = self._telemetry_parts(core, self.outbox)
+            except BaseException:
+                self.outbox.close()
+                raise
+        for part in parts:
+            core.add_part(part)
+        self.core = core
+        self.driver = LiveDriver(
+            core,
+            opts.bus,
+            on_action=self._on_action,
+            on_report=on_report,
+            backoff=backoff,
+            opener=opener,
+            clock=clock,
+        )
+        self.uplink: TelemetryUplink | None = None
+        self.proxy: LinkProxy | None = None
+        self.records_stored = 0
+        self.status_unsent = 0
+
+    def _telemetry_parts(self, core: TcuCore, outbox: Outbox) -> list[Part]:
+        epoch = outbox.start_epoch()
+        identity = self.identity
+        if identity is not None:
+            self.downlink = DownlinkPart(
+                vin=self.vin,
+                backend_key=identity.backend_key,
+                vehicle_key=identity.key,
+                origin_epoch=self.origin_epoch,
+                last_counter=outbox.get(DOWNLINK_COUNTER),
+                persist=outbox.save_downlink,
+            )
+        self.telemetry = TelemetryPart(
+            core.state,
+            TelemetryConfig(vin=self.vin, snapshot_period=self.opts.snapshot_period),
+            epoch=epoch,
+            inner=[self.services],
+            active=bool(outbox.get(SERVICE_ACTIVE)),
+            on_command_result=self.downlink.command_result if self.downlink else None,
+        )
+        return [self.telemetry] + ([self.downlink] if self.downlink is not None else [])
+
+    # --- running ---------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        self.driver.request_stop()
+
+    async def run(self) -> LiveReport:
+        """Serve until ``request_stop``; the report. The outbox is closed at the end."""
+        started = time.monotonic()
+        driver_task = asyncio.ensure_future(self.driver.run())
+        uplink_task: asyncio.Task[None] | None = None
+        try:
+            running = asyncio.ensure_future(self.driver.running.wait())
+            await asyncio.wait({driver_task, running}, return_when=asyncio.FIRST_COMPLETED)
+            running.cancel()
+            if not driver_task.done() and self.opts.broker is not None:
+                uplink_task = await self._start_uplink(self.opts.broker)
+            await driver_task
+        finally:
+            if not driver_task.done():
+                self.driver.request_stop()
+                with contextlib.suppress(Exception):
+                    await driver_task
+            if self.uplink is not None:
+                await self.uplink.close()
+            if uplink_task is not None:
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await asyncio.wait_for(uplink_task, UPLINK_CLOSE_S)
+            if self.proxy is not None:
+                await self.proxy.close()
+            try:
+                report = self.report(time.monotonic() - started)
+            finally:
+                if self.outbox is not None:
+                    self.outbox.close()
+        return report
+
+    async def _start_uplink(self, broker: BrokerURL) -> asyncio.Task[None]:
+        assert self.outbox is not None and self.identity is not None
+        target = broker
+        if self.opts.link_proxy and not broker.tls:
+            self.proxy = LinkProxy(LINK_PROXY_HOST, 0, broker.host, broker.port)
+            await self.proxy.start()
+            target = BrokerURL(host=LINK_PROXY_HOST, port=self.proxy.port)
+        self.uplink = TelemetryUplink(
+            self.outbox,
+            self.identity,
+            target,
+            topic_prefix=self.opts.topic_prefix,
+            protocol=self.opts.mqtt_protocol,
+            on_event=self._from_backend,
+            clock=lambda: self.driver.now,
+        )
+        if self.outbox.depth():
+            self.uplink.notify()
+        return asyncio.ensure_future(self.uplink.run())
+
+    def _from_backend(self, event: Any) -> None:
+        self.driver.inject(event)
+
+    def _on_action(self, action: Action, now: float) -> None:
+        if isinstance(action, StoreRecords):
+            assert self.outbox is not None
+            self.outbox.append(action.records)
+            self.records_stored += len(action.records)
+            if self.uplink is not None:
+                self.uplink.notify()
+        elif isinstance(action, Publish):
+            if self.uplink is not None:
+                self.uplink.publish(action)
+            else:
+                self.status_unsent += 1
+
+    # --- what it looks like ------------------------------------------------------------------
+
+    def status_text(self) -> str:
+        driver = self.driver
+        last = driver.stats.last_frame_at
+        verdicts = self.services.verdicts
+        return render_status(
+            bus=self.opts.bus.describe(),
+            state=driver.health.state,
+            registration=self.registration(),
+            outbox_depth=self.outbox.depth() if self.outbox is not None else None,
+            last_frame_age=None if last is None else driver.now - last,
+            frames_per_s=driver.frame_rate(),
+            last_verdict=fmt_verdict(verdicts[-1] if verdicts else None),
+        )
+
+    def registration(self) -> str | None:
+        """The SIM link's registration when a link model runs, else the MQTT connection."""
+        proxy = self.proxy
+        if proxy is not None and proxy.model is not None:
+            snap = proxy.model.snapshot(proxy.now())
+            if not snap.registered:
+                return str(snap.state)
+            where = "roaming" if snap.roaming else "home"
+            return f"{snap.operator or snap.plmn} ({where})"
+        if self.uplink is not None:
+            return "mqtt up" if self.uplink.connected else "mqtt down"
+        return None
+
+    def report(self, wall_s: float) -> LiveReport:
+        driver = self.driver
+        now = driver.now
+        stats = driver.stats
+        report = LiveReport(
+            bus=self.opts.bus.describe(),
+            vin=self.vin,
+            wall_s=wall_s,
+            counts=self.core.summary_counts(),
+            bus_health=driver.health.counters(),
+            driver={
+                "frames_sent": stats.frames_sent,
+                "sends_suppressed": stats.sends_suppressed,
+                "send_failures": stats.send_failures,
+                "events": stats.events,
+                "ticks": stats.ticks,
+                "listen_only": self.opts.bus.listen_only,
+            },
+            state={p: self.core.state.get(p, now) for p in CATALOGUE},
+            faults=list(stats.faults),
+            warnings=list(self.warnings),
+        )
+        for part in self.core.parts:
+            contribute = getattr(part, "contribute", None)
+            if contribute is not None:
+                contribute(report, now)
+        if self.outbox is not None:
+            report.extra["outbox"] = {**self.outbox.stats(), "stored": self.records_stored}
+        if self.uplink is not None:
+            report.extra["uplink"] = self.uplink.stats.as_dict()
+        if self.proxy is not None:
+            report.extra["link_proxy"] = dict(self.proxy.counters)
+        if self.status_unsent:
+            report.extra["status_unsent"] = self.status_unsent
+        return report
+
+
+def _no_request_frames(source: str) -> RequestFrame:
+    def build(name: str, argument: str | None) -> can.Message:
+        raise ConfigError(f"{source}: the mapping has no requests section")
+
+    return build
+
+
+async def serve(
+    session: LiveSession,
+    *,
+    status: StatusLine | None = None,
+    duration: float | None = None,
+) -> LiveReport:
+    """Run ``session`` with SIGINT/SIGTERM stopping it, a status line and an optional limit."""
+    restore = install_signal_handlers(session.request_stop)
+    tasks: list[asyncio.Task[None]] = []
+
+    async def refresh() -> None:
+        assert status is not None
+        while True:
+            status.show(session.status_text())
+            await asyncio.sleep(STATUS_EVERY_S)
+
+    async def limit() -> None:
+        assert duration is not None
+        await asyncio.sleep(duration)
+        session.request_stop()
+
+    if status is not None and status.enabled:
+        tasks.append(asyncio.ensure_future(refresh()))
+    if duration is not None:
+        tasks.append(asyncio.ensure_future(limit()))
+    try:
+        return await session.run()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if status is not None:
+            status.clear()
+        restore()

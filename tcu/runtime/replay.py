@@ -133,6 +133,9 @@ class ReplayDriver:
                 break
             if (queue and queue[0][0] <= now) or core.next_deadline <= now:
                 self.advance(now)
+                if self.core is not core:  # the TCU restarted (a scenario's power cycle)
+                    core = self.core
+                    frame = core.frame
             self.now = now
             if speed is not None:
                 if now0 is None:
@@ -150,9 +153,17 @@ class ReplayDriver:
                 progress(n, now)
         end = last if self.stop is None else min(last, self.stop)
         self.advance(end)
-        for t, _, event in sorted(queue):
-            stats.late_events.append(f"t={t:g}s {event!r}: after the end of the trace ({end:g}s)")
-        queue.clear()
+        kept = []
+        for item in sorted(queue):
+            t, _, event = item
+            if callable(event):
+                kept.append(item)  # the world's own timers: they run on if time advances
+            else:
+                stats.late_events.append(
+                    f"t={t:g}s {event!r}: after the end of the trace ({end:g}s), not injected"
+                )
+        queue[:] = kept
+        heapq.heapify(queue)
         stats.vehicle_time_s = end - (0.0 if self.start is None else max(0.0, self.start))
         stats.wall_s = clock() - wall_start
         return stats

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,15 +14,14 @@ from typing import Any
 
 import can
 
-from tcu.can.encoder import FrameEncoder
-from tcu.can.setup import BusSetup, load_bus_setup
+from tcu.can.setup import load_bus_setup
 from tcu.can.sources import open_trace
-from tcu.cli.output import Progress
-from tcu.core import TcuCore, command_event
+from tcu.cli.output import Progress, table
+from tcu.core import command_event
 from tcu.errors import ConfigError, TraceError
-from tcu.events import Action, Log, SendFrame
-from tcu.runtime.replay import ReplayDriver
-from tcu.services import ServicesPart, VehicleConfig, encoder_requests
+from tcu.link.model import LinkConfig
+from tcu.runtime.world import World
+from tcu.services import VehicleConfig
 from tcu.vehicle.catalogue import CATALOGUE
 
 
@@ -35,6 +36,11 @@ class ReplayOptions:
     commands: tuple[str, ...] = ()
     out_trace: Path | None = None
     vehicle: VehicleConfig | None = None
+    link: LinkConfig | None = None
+    activate: bool = True
+    outbox_cap: int = 10_000
+    workdir: Path | None = None
+    drain_s: float = 3600.0
 
 
 @dataclass(slots=True, kw_only=True)
@@ -100,119 +106,148 @@ class _OutTrace:
         self.count += 1
 
 
-def replay_file(
-    opts: ReplayOptions,
-    *,
-    progress: Progress | None = None,
-    parts_factory: Callable[[TcuCore], list[Any]] | None = None,
-) -> ReplayReport:
+def replay_file(opts: ReplayOptions, *, progress: Progress | None = None) -> ReplayReport:
+    """Replay one trace through the TCU, its SIM link and the backend, in virtual time."""
     source = open_trace(opts.trace)
     setup = load_bus_setup(opts.dbc, opts.mapping)
-    frames = iter(source)
-    first = next(frames, None)
-    origin = first.timestamp if first is not None and is_epoch(first.timestamp) else 0.0
-    vehicle = dataclasses.replace(
-        opts.vehicle or VehicleConfig(vin=DEFAULT_VIN), origin_epoch=origin
-    )
-    core = TcuCore(setup.mapping)
-    if parts_factory is not None:
-        parts = parts_factory(core)
-    else:
-        parts = default_parts(core, setup, vehicle)
-    for part in parts:
-        core.add_part(part)
     scheduled = []
     for spec in opts.commands:
         try:
             scheduled.append(command_event(spec))
         except ValueError as e:
             raise ConfigError(str(e)) from None
-    out = _OutTrace(opts.out_trace) if opts.out_trace else None
-    logs: list[str] = []
-    sent: list[can.Message] = []
-
-    def on_action(action: Action, now: float) -> None:
-        if isinstance(action, SendFrame):
-            msg = action.message
-            msg.timestamp = (driver.stats.first_timestamp or 0.0) + now
-            sent.append(msg)
-            if out is not None:
-                out.write(msg)
-        elif isinstance(action, Log):
-            logs.append(f"t={now:9.3f}s {action.level}: {action.text}")
-        for part in parts:
-            sink = getattr(part, "on_action", None)
-            if sink is not None:
-                sink(action, now)
-
-    driver = ReplayDriver(
-        core,
-        itertools.chain([first], frames) if first is not None else frames,
-        start=opts.start,
-        stop=opts.stop,
-        speed=opts.speed,
-        on_action=on_action,
-        on_progress=_file_progress(opts.trace, progress),
-    )
-    for t, event in scheduled:
-        driver.schedule(t, event)
+    frames = iter(source)
     try:
-        stats = driver.run()
+        first = next(frames, None)
     except OSError as e:
         raise TraceError(f"{opts.trace}: read failed: {e.strerror or e}") from None
-    finally:
-        if out is not None:
-            out.writer.stop()
-    warnings = list(setup.warnings)
-    if source.truncated:
-        warnings.append(f"{opts.trace}: trace ends in a damaged record; read up to it")
-    warnings += stats.late_events
-    if stats.time_reversals:
-        warnings.append(f"{opts.trace}: timestamps went backwards {stats.time_reversals} times")
-    now = driver.now
-    report = ReplayReport(
-        trace=str(opts.trace),
-        counts=core.summary_counts(),
-        damaged_records=source.bad_records,
-        vehicle_time_s=stats.vehicle_time_s,
-        wall_s=stats.wall_s,
-        state={p: core.state.get(p, now) for p in CATALOGUE},
-        warnings=warnings,
-        examples=source.bad_examples + core.decoder.bad_examples,
-        logs=logs,
+    origin = first.timestamp if first is not None and is_epoch(first.timestamp) else 0.0
+    vehicle = dataclasses.replace(
+        opts.vehicle or VehicleConfig(vin=DEFAULT_VIN), origin_epoch=origin
     )
-    report.extra["can_requests_sent"] = len(sent)
-    if out is not None:
-        report.extra["out_trace"] = {"path": str(opts.out_trace), "frames": out.count}
-    for part in parts:
-        contribute = getattr(part, "contribute", None)
-        if contribute is not None:
-            contribute(report, now)
-    return report
+    link = opts.link if opts.link is not None else LinkConfig(home_plmn=DEFAULT_HOME_PLMN)
+    out = _OutTrace(opts.out_trace) if opts.out_trace else None
+    with contextlib.ExitStack() as stack:
+        if opts.workdir is None:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tcu-replay-")))
+        else:
+            workdir = opts.workdir
+        world = World(
+            setup,
+            vehicle,
+            workdir,
+            link=link,
+            outbox_cap=opts.outbox_cap,
+            activate=opts.activate,
+        )
+        stack.callback(world.close)
+        base = first.timestamp if first is not None else 0.0
+
+        def on_frame(msg: can.Message, now: float) -> None:
+            msg.timestamp = base + now
+            if out is not None:
+                out.write(msg)
+
+        world.on_frame = on_frame
+        for t, event in scheduled:
+            world.driver.schedule(t, event)
+        try:
+            stats = world.replay(
+                itertools.chain([first], frames) if first is not None else frames,
+                start=opts.start,
+                stop=opts.stop,
+                speed=opts.speed,
+                on_progress=_file_progress(opts.trace, progress),
+            )
+            end = world.now
+            drained = world.drain(opts.drain_s)
+        except OSError as e:
+            raise TraceError(f"{opts.trace}: read failed: {e.strerror or e}") from None
+        finally:
+            if out is not None:
+                out.writer.stop()
+        warnings = list(setup.warnings)
+        if source.truncated:
+            warnings.append(f"{opts.trace}: trace ends in a damaged record; read up to it")
+        warnings += stats.late_events
+        if stats.time_reversals:
+            warnings.append(f"{opts.trace}: timestamps went backwards {stats.time_reversals} times")
+        if not drained:
+            warnings.append(
+                f"{world.outbox.depth()} records still in the outbox {opts.drain_s:g} s "
+                "after the trace (link down or service inactive); they are kept, not lost"
+            )
+        core = world.core
+        report = ReplayReport(
+            trace=str(opts.trace),
+            counts=core.summary_counts(),
+            damaged_records=source.bad_records,
+            vehicle_time_s=stats.vehicle_time_s,
+            wall_s=stats.wall_s,
+            state={p: core.state.get(p, end) for p in CATALOGUE},
+            warnings=warnings,
+            examples=source.bad_examples + core.decoder.bad_examples,
+            logs=world.logs,
+        )
+        report.extra["can_requests_sent"] = world.counts.frames_sent
+        if out is not None:
+            report.extra["out_trace"] = {"path": str(opts.out_trace), "frames": out.count}
+        for part in core.parts:
+            contribute = getattr(part, "contribute", None)
+            if contribute is not None:
+                contribute(report, end)
+        report.extra.update(world.summary())
+        report.sections.append(render_world(report.extra))
+        return report
+
+
+def render_world(extra: dict[str, Any]) -> str:
+    """The telemetry, backend and link part of a replay summary, as text."""
+    t, b, link = extra["telemetry"], extra["backend"], extra["link"]
+    rows = [
+        ("records produced", t["records_produced"]),
+        ("batches sent", t["batches_sent"]),
+        ("bytes up / down", f"{t['bytes_up']:,} / {t['bytes_down']:,}"),
+        ("records stored by the backend", b["records_stored"]),
+        ("duplicates received (stored once)", b["duplicates"]),
+        ("refused by the backend", sum(b["refused"].values())),
+        ("records still in the outbox", t["outbox_depth"]),
+        ("dropped at the outbox cap", t["records_dropped_at_cap"]),
+        ("lost", t["lost"]),
+    ]
+    out = ["Delivery to the backend", table(rows)]
+    if link.get("model") != "ideal":
+        lrows = [
+            ("time registered home (s)", link.get("time_home_s")),
+            ("time registered roaming (s)", link.get("time_roaming_s")),
+            ("time unregistered (s)", link.get("time_unregistered_s")),
+            ("PLMNs seen", ", ".join(link.get("plmns_seen", []))),
+            ("reconnects", link.get("reconnects")),
+            ("largest outbox depth", link.get("largest_outbox_depth")),
+            ("records delayed > 60 s", link.get("records_delayed")),
+            ("largest delay (s)", link.get("largest_delay_s")),
+        ]
+        out += ["", "SIM link", table(lrows)]
+        by_plmn = link.get("bytes_by_plmn", {})
+        if by_plmn:
+            prow = [
+                (
+                    plmn,
+                    u.get("up"),
+                    u.get("down"),
+                    "roaming" if u.get("roaming") else "home",
+                    u.get("billed_to"),
+                )
+                for plmn, u in by_plmn.items()
+            ]
+            out += ["", table(prow, headers=("PLMN", "bytes up", "bytes down", "", "billed to"))]
+    return "\n".join(out)
 
 
 DEFAULT_VIN = "XECELLVAN00000001"
+DEFAULT_HOME_PLMN = "242-01"
 
 
 def is_epoch(t: float) -> bool:
     """Whether a trace timestamp looks like a UTC epoch (2001..2100) rather than relative."""
     return 1e9 < t < 4.1e9
-
-
-def default_parts(core: TcuCore, setup: BusSetup, vehicle: VehicleConfig) -> list[Any]:
-    """The parts a replay runs with."""
-    parts: list[Any] = []
-    if setup.mapping.requests is not None:
-        encoder = FrameEncoder(setup.db, setup.mapping)
-        requests = encoder_requests(encoder.encode_request)
-    else:
-        requests = _no_requests(setup)
-    parts.append(ServicesPart(core.state, vehicle, requests))
-    return parts
-
-
-def _no_requests(setup: BusSetup) -> Callable[[str, str | None], can.Message]:
-    def request(name: str, argument: str | None) -> can.Message:
-        raise ConfigError(f"{setup.mapping.source}: the mapping has no requests section")
-
-    return request
