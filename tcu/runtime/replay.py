@@ -62,6 +62,11 @@ class ReplayDriver:
         self._queue: list[tuple[float, int, Any]] = []
         self._seq = itertools.count()
         self.now = 0.0
+        self._t0: float | None = None
+        self._last = 0.0
+        self._n = 0
+        self._wall_start: float | None = None
+        self._pace: tuple[float, float] | None = None
 
     def schedule(self, t: float, event: Any) -> None:
         """Hand ``event`` to the core at vehicle time ``t``.
@@ -91,10 +96,7 @@ class ReplayDriver:
             self.now = t
             if t_event <= t_timer:
                 _, _, event = heapq.heappop(queue)
-                if callable(event):
-                    actions = event(t) or []
-                else:
-                    actions = core.handle(event, t)
+                actions = (event(t) or []) if callable(event) else core.handle(event, t)
             else:
                 actions = core.handle(TICK, t)
             if actions:
@@ -102,6 +104,16 @@ class ReplayDriver:
         self.now = max(self.now, until)
 
     def run(self) -> ReplayStats:
+        """Replay every frame, then fire what is due up to the last one."""
+        self.feed(self.frames)
+        return self.finish()
+
+    def feed(self, frames: Iterable[can.Message]) -> bool:
+        """Replay ``frames``, continuing where the previous call stopped.
+
+        False once ``stop`` is passed (the rest of the trace is not needed). Drivers that
+        must give an event loop a turn now and then feed the trace in chunks.
+        """
         core = self.core
         frame = core.frame
         stats = self.stats
@@ -112,45 +124,55 @@ class ReplayDriver:
         progress = self.on_progress
         speed = self.speed
         clock = self.clock
-        wall_start = wall0 = clock()
-        t0: float | None = None
-        now0: float | None = None
-        last = 0.0
-        n = 0
-        for msg in self.frames:
-            if t0 is None:
-                t0 = msg.timestamp
-                stats.first_timestamp = t0
-            now = msg.timestamp - t0
-            if now < last:
-                stats.time_reversals += 1
-                now = last
-            last = now
-            if now < start:
-                stats.skipped_before_start += 1
-                continue
-            if now > stop:
-                break
-            if (queue and queue[0][0] <= now) or core.next_deadline <= now:
-                self.advance(now)
-                if self.core is not core:  # the TCU restarted (a scenario's power cycle)
-                    core = self.core
-                    frame = core.frame
-            self.now = now
-            if speed is not None:
-                if now0 is None:
-                    now0 = now
-                    wall0 = clock()
-                ahead = (now - now0) / speed - (clock() - wall0)
-                if ahead > 0.001:
-                    self.sleep(ahead)
-            actions = frame(msg, now)
-            if actions and on_action is not None:
-                for a in actions:
-                    on_action(a, now)
-            n += 1
-            if progress is not None and not n & 0xFFF:
-                progress(n, now)
+        if self._wall_start is None:
+            self._wall_start = clock()
+        t0 = self._t0
+        last = self._last
+        n = self._n
+        try:
+            for msg in frames:
+                if t0 is None:
+                    t0 = self._t0 = msg.timestamp
+                    stats.first_timestamp = t0
+                now = msg.timestamp - t0
+                if now < last:
+                    stats.time_reversals += 1
+                    now = last
+                last = now
+                if now < start:
+                    stats.skipped_before_start += 1
+                    continue
+                if now > stop:
+                    return False
+                if (queue and queue[0][0] <= now) or core.next_deadline <= now:
+                    self.advance(now)
+                    if self.core is not core:  # the TCU restarted (a scenario's power cycle)
+                        core = self.core
+                        frame = core.frame
+                self.now = now
+                if speed is not None:
+                    if self._pace is None:
+                        self._pace = (now, clock())
+                    now0, wall0 = self._pace
+                    ahead = (now - now0) / speed - (clock() - wall0)
+                    if ahead > 0.001:
+                        self.sleep(ahead)
+                actions = frame(msg, now)
+                if actions and on_action is not None:
+                    for a in actions:
+                        on_action(a, now)
+                n += 1
+                if progress is not None and not n & 0xFFF:
+                    progress(n, now)
+        finally:
+            self._last, self._n = last, n
+        return True
+
+    def finish(self) -> ReplayStats:
+        """Fire what is due up to the last frame; report events that fell after it."""
+        stats = self.stats
+        queue = self._queue
+        last = self._last
         end = last if self.stop is None else min(last, self.stop)
         self.advance(end)
         kept = []
@@ -165,5 +187,6 @@ class ReplayDriver:
         queue[:] = kept
         heapq.heapify(queue)
         stats.vehicle_time_s = end - (0.0 if self.start is None else max(0.0, self.start))
-        stats.wall_s = clock() - wall_start
+        wall_start = self._wall_start if self._wall_start is not None else self.clock()
+        stats.wall_s = self.clock() - wall_start
         return stats
