@@ -30,7 +30,8 @@ from typing import Any
 import can
 
 from cloud_stub.commands import CommandBuilder
-from cloud_stub.ingest import Ingest, Publish as BackendPublish, Refused
+from cloud_stub.ingest import Ingest, Refused
+from cloud_stub.ingest import Publish as BackendPublish
 from cloud_stub.keys import load_backend_key
 from cloud_stub.registry import Registry
 from cloud_stub.store import Store
