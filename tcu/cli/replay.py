@@ -32,10 +32,27 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--out-trace", help="write the TCU's own CAN frames to this file")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    online = p.add_argument_group("through a real MQTT broker")
+    online.add_argument(
+        "--broker", help="mqtt://HOST:PORT or mqtts://...: send telemetry through this broker"
+    )
+    online.add_argument("--cafile", help="CA certificate for mqtts://")
+    online.add_argument("--certfile", help="client certificate for mqtts://")
+    online.add_argument("--keyfile", help="client key for mqtts://")
+    online.add_argument(
+        "--keystore", help="the vehicle's keystore (tcu provision); default: a fresh one"
+    )
+    online.add_argument(
+        "--external-backend",
+        action="store_true",
+        help="a cloud-stub serve runs elsewhere on the broker; do not start one here",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.broker:
+        return run_broker(args)
     speed = 1.0 if args.realtime else args.speed
     if speed is not None and speed <= 0:
         raise ConfigError(f"--speed: must be > 0, got {speed}")
@@ -59,6 +76,34 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(render(report))
     return 0
+
+
+def run_broker(args: argparse.Namespace) -> int:
+    from tcu.cli.demo import render as render_online
+    from tcu.runtime.mqtt import BrokerURL
+    from tcu.runtime.online import OnlineOptions, run_online
+
+    for opt in ("speed", "start", "stop", "out_trace"):
+        if getattr(args, opt):
+            raise ConfigError(f"--{opt.replace('_', '-')} is not available with --broker")
+    if args.command or args.realtime:
+        raise ConfigError("--command and --realtime are not available with --broker")
+    broker = BrokerURL.parse(args.broker, ca=args.cafile, cert=args.certfile, key=args.keyfile)
+    opts = OnlineOptions(
+        traces=(Path(args.trace),),
+        broker=broker,
+        external_backend=args.external_backend,
+        keystore=Path(args.keystore) if args.keystore else None,
+        dbc=args.dbc,
+        mapping=args.mapping,
+    )
+    say = (lambda s: None) if args.json else (lambda s: print(f"- {s}", flush=True))
+    report = run_online(opts, say=say)
+    if args.json:
+        print(json.dumps(report.as_json(), indent=2))
+    else:
+        print(render_online(report))
+    return 0 if report.drained else 1
 
 
 def render(report: ReplayReport) -> str:
