@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import itertools
 import logging
+import socket
 import tempfile
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
@@ -25,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cloud_stub.broker import EmbeddedBroker
+from cloud_stub.broker import EmbeddedBroker, mqtt_answers
+from cloud_stub.errors import CloudError
 from cloud_stub.service import Backend
 from tcu.can.setup import load_bus_setup
 from tcu.can.sources import open_trace
@@ -152,6 +154,8 @@ class OnlineReplay:
                 stack.push_async_callback(embedded.stop)
                 broker = BrokerURL(host=embedded.host, port=embedded.port)
                 self.say(f"embedded MQTT broker (amqtt) on {broker.url}")
+            else:
+                await _reachable(broker)
             protocol = self.opts.protocol
             if self.opts.broker is None and protocol == "auto":
                 protocol = "3.1.1"  # amqtt speaks MQTT 3.1.1 only
@@ -211,7 +215,10 @@ class OnlineReplay:
                 )
             return load_identity(self.opts.keystore)
         backend = Backend(broker.url, workdir / "backend", clock=self.vehicle_clock)
-        await backend.start(timeout=15.0)
+        try:
+            await backend.start(timeout=15.0)
+        except CloudError as exc:
+            raise TcuError(f"backend on {broker.url}: {exc}") from None
         stack.push_async_callback(backend.stop)
         self.backend = backend
         self.say(f"cloud stub backend connected (data in {workdir / 'backend'})")
@@ -307,6 +314,18 @@ class OnlineReplay:
             if loop.time() > deadline:
                 raise TcuError(f"timed out after {timeout:g} s waiting for the service activation")
             await asyncio.sleep(0.02)
+
+
+async def _reachable(broker: BrokerURL) -> None:
+    """Fail fast, with a clear message, when nothing listens at the broker's address."""
+    if await asyncio.to_thread(mqtt_answers, broker.host, broker.port, tls=broker.tls):
+        return  # an anonymous MQTT CONNECT was accepted
+    try:
+        with socket.create_connection((broker.host, broker.port), timeout=5.0):
+            pass  # something listens (a broker that wants credentials or certificates)
+    except OSError as exc:
+        reason = exc.strerror or "no answer"
+        raise TcuError(f"--broker {broker.url}: cannot connect: {reason}") from None
 
 
 def run_online(opts: OnlineOptions, say: Callable[[str], None] = lambda s: None) -> OnlineReport:
