@@ -43,6 +43,10 @@ def register(sub: Any) -> None:
         "--keystore", help="the vehicle's keystore (tcu provision); default: a fresh one"
     )
     online.add_argument(
+        "--workdir",
+        help="keep the outbox (and a fresh keystore) here, so a restarted replay resends",
+    )
+    online.add_argument(
         "--external-backend",
         action="store_true",
         help="a cloud-stub serve runs elsewhere on the broker; do not start one here",
@@ -94,6 +98,7 @@ def run_broker(args: argparse.Namespace) -> int:
         broker=broker,
         external_backend=args.external_backend,
         keystore=Path(args.keystore) if args.keystore else None,
+        workdir=Path(args.workdir) if args.workdir else None,
         dbc=args.dbc,
         mapping=args.mapping,
     )

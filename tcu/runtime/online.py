@@ -160,7 +160,8 @@ class OnlineReplay:
             if self.opts.broker is None and protocol == "auto":
                 protocol = "3.1.1"  # amqtt speaks MQTT 3.1.1 only
             identity = await self._identity(stack, workdir, broker)
-            outbox = Outbox(workdir / "outbox.sqlite", synchronous="NORMAL")
+            durable = "FULL" if self.opts.workdir is not None else "NORMAL"
+            outbox = Outbox(workdir / "outbox.sqlite", synchronous=durable)
             stack.callback(outbox.close)
             uplink = TelemetryUplink(
                 outbox,
