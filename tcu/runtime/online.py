@@ -39,7 +39,7 @@ from tcu.runtime.replay import ReplayDriver
 from tcu.runtime.session import DEFAULT_VIN, is_epoch
 from tcu.services import VehicleConfig
 from tcu.telemetry.identity import VehicleIdentity, load_identity, provision
-from tcu.telemetry.outbox import Outbox
+from tcu.telemetry.outbox import Outbox, Synchronous
 
 CHUNK = 2048
 HIGH_WATER = 4000
@@ -160,7 +160,7 @@ class OnlineReplay:
             if self.opts.broker is None and protocol == "auto":
                 protocol = "3.1.1"  # amqtt speaks MQTT 3.1.1 only
             identity = await self._identity(stack, workdir, broker)
-            durable = "FULL" if self.opts.workdir is not None else "NORMAL"
+            durable: Synchronous = "FULL" if self.opts.workdir is not None else "NORMAL"
             outbox = Outbox(workdir / "outbox.sqlite", synchronous=durable)
             stack.callback(outbox.close)
             uplink = TelemetryUplink(
