@@ -5,9 +5,13 @@ UNIQUE constraint makes a second copy a counted duplicate, not an error (a copy 
 differs from the first is also counted as a conflict: a TCU that reused a sequence number).
 For each (vin, epoch) the ``progress`` table keeps the highest contiguous sequence stored,
 starting from 0; after each batch it walks forward over the stored sequences until the first
-gap, so a gap holds the acknowledgement back until it is filled. A batch is one transaction:
-its records, its drop report and the progress move together. Drop reports are keyed by the
-batch's first sequence, so the same batch sent twice counts its drops once.
+gap, so a gap holds the acknowledgement back until it is filled. A batch that names
+``prev`` (the record sent before it) says that every sequence missing between ``prev``
+and its records was dropped by the vehicle's outbox: those ranges are kept in
+``released`` and the walk steps over them, so a drop never stalls the acknowledgement.
+A batch is one transaction: its records, its drop report and the progress move
+together. Drop reports are keyed by the batch's first sequence, so the same batch sent
+twice counts its drops once.
 """
 
 from __future__ import annotations
@@ -51,6 +55,13 @@ CREATE TABLE IF NOT EXISTS drops (
     name TEXT NOT NULL,
     count INTEGER NOT NULL,
     PRIMARY KEY (vin, epoch, batch_seq, name)
+) STRICT;
+CREATE TABLE IF NOT EXISTS released (
+    vin TEXT NOT NULL,
+    epoch INTEGER NOT NULL,
+    lo INTEGER NOT NULL,
+    hi INTEGER NOT NULL,
+    PRIMARY KEY (vin, epoch, lo)
 ) STRICT;
 CREATE TABLE IF NOT EXISTS statuses (
     id INTEGER PRIMARY KEY,
@@ -142,6 +153,12 @@ class Store:
                 if first != (record.t_ms, record.code, body):
                     conflicts += 1
             first_seq = batch.records[0].seq
+            if batch.prev is not None:
+                db.executemany(
+                    "INSERT INTO released (vin, epoch, lo, hi) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (vin, epoch, lo) DO UPDATE SET hi = MAX(hi, excluded.hi)",
+                    [(batch.vin, batch.epoch, lo, hi) for lo, hi in _missing(batch)],
+                )
             db.executemany(
                 "INSERT OR IGNORE INTO drops (vin, epoch, batch_seq, name, count)"
                 " VALUES (?, ?, ?, ?, ?)",
@@ -159,17 +176,27 @@ class Store:
             "SELECT acked FROM progress WHERE vin = ? AND epoch = ?", (vin, epoch)
         ).fetchone()
         acked: int = 0 if row is None else row[0]
-        cursor = self._db.execute(
-            "SELECT seq FROM records WHERE vin = ? AND epoch = ? AND seq > ? ORDER BY seq",
-            (vin, epoch, acked),
-        )
-        try:
-            for (seq,) in cursor:
-                if seq != acked + 1:
-                    break
-                acked = seq
-        finally:
-            cursor.close()
+        while True:
+            start = acked
+            released = self._db.execute(
+                "SELECT MAX(hi) FROM released WHERE vin = ? AND epoch = ? AND lo <= ? AND hi > ?",
+                (vin, epoch, acked + 1, acked),
+            ).fetchone()[0]
+            if released is not None:
+                acked = int(released)
+            cursor = self._db.execute(
+                "SELECT seq FROM records WHERE vin = ? AND epoch = ? AND seq > ? ORDER BY seq",
+                (vin, epoch, acked),
+            )
+            try:
+                for (seq,) in cursor:
+                    if seq != acked + 1:
+                        break
+                    acked = seq
+            finally:
+                cursor.close()
+            if acked == start:
+                break
         self._db.execute(
             "INSERT INTO progress (vin, epoch, acked, duplicates, conflicts) VALUES (?, ?, ?, ?, ?)"
             " ON CONFLICT (vin, epoch) DO UPDATE SET acked = excluded.acked,"
@@ -178,6 +205,16 @@ class Store:
             (vin, epoch, acked, duplicates, conflicts),
         )
         return acked
+
+    def released(self, vin: str) -> int:
+        """Sequence numbers acknowledged without a record: the vehicle dropped them."""
+        row = self._db.execute(
+            "SELECT COALESCE(SUM(p.acked - (SELECT COUNT(*) FROM records r"
+            " WHERE r.vin = p.vin AND r.epoch = p.epoch AND r.seq <= p.acked)), 0)"
+            " FROM progress p WHERE p.vin = ?",
+            (vin,),
+        ).fetchone()
+        return int(row[0])
 
     def acked(self, vin: str, epoch: int) -> int:
         """Highest contiguous seq stored for (vin, epoch); 0 when none."""
@@ -246,3 +283,14 @@ class Store:
             "SELECT name, sum(count) FROM drops WHERE vin = ? GROUP BY name ORDER BY name", (vin,)
         ).fetchall()
         return {name: int(total) for name, total in rows}
+
+
+def _missing(batch: BatchMessage) -> list[tuple[int, int]]:
+    """The sequence ranges a batch says its vehicle no longer holds."""
+    out = []
+    previous = batch.prev or 0
+    for record in batch.records:
+        if record.seq > previous + 1:
+            out.append((previous + 1, record.seq - 1))
+        previous = record.seq
+    return out

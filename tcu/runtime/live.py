@@ -19,16 +19,16 @@ takes the same path, which re-initialises the controller on interfaces that need
 request frame that cannot be sent while the adapter is away is counted, not queued: a
 lock request delivered late is worse than one reported as failed.
 
-``run_live`` assembles a bench: reference (or given) DBC and mapping, the services, and,
-with a keystore, the durable outbox, the signed downlink, the telemetry policy and the
-MQTT uplink, through a ``LinkProxy`` when a broker is given.
+``LiveSession`` assembles a bench around it: the TCU every driver runs (``build_tcu``: the
+services, and with an outbox the telemetry policy, and with a keystore the signed
+downlink), the durable outbox, and the MQTT uplink through a ``LinkProxy`` when a broker is
+given; ``serve`` adds the signal handlers and the status line.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import signal
 import sys
 import time
@@ -41,12 +41,13 @@ from typing import IO, Any
 
 import can
 
-from tcu.can.encoder import FrameEncoder
 from tcu.can.setup import load_bus_setup
 from tcu.core import Part, TcuCore
 from tcu.errors import BusError, ConfigError
 from tcu.events import Action, Dispatch, Log, Publish, SendFrame, StoreRecords, Tick
+from tcu.link.model import Link, LinkConfig, Position
 from tcu.link.proxy import LinkProxy
+from tcu.runtime.assembly import build_tcu
 from tcu.runtime.bus import (
     SOCKETCAN_LAYOUT,
     Backoff,
@@ -59,13 +60,12 @@ from tcu.runtime.bus import (
 )
 from tcu.runtime.mqtt import BrokerURL, TelemetryUplink
 from tcu.runtime.mqtt import Protocol as MqttProtocol
-from tcu.services import ServicesPart, VehicleConfig
-from tcu.services.config import parse_hhmm
-from tcu.telemetry.downlink import DownlinkPart
+from tcu.runtime.session import DEFAULT_VIN
+from tcu.services import VehicleConfig
 from tcu.telemetry.identity import load_identity, validate_vin
-from tcu.telemetry.outbox import DOWNLINK_COUNTER, SERVICE_ACTIVE, Outbox
-from tcu.telemetry.policy import TelemetryConfig, TelemetryPart
-from tcu.vehicle.catalogue import CATALOGUE
+from tcu.telemetry.outbox import Outbox
+from tcu.telemetry.policy import TelemetryConfig
+from tcu.vehicle.catalogue import CATALOGUE, LATITUDE, LONGITUDE
 
 TICK = Tick()
 NOTIFIER_TIMEOUT = 0.1
@@ -73,24 +73,6 @@ SEND_TIMEOUT = 0.1
 MAX_IDLE_WAIT = 0.5
 DRAIN_BATCH = 512
 RATE_WINDOW = 2.0
-DEFAULT_VIN = "WTCUBENCH00000001"
-
-RequestFrame = Callable[[str, str | None], can.Message]
-
-
-def request_frames(encoder: FrameEncoder) -> RequestFrame:
-    """The services' request-frame builder on the mapping's request message.
-
-    ``set_departure``'s ``HH:MM`` becomes minutes after midnight in the argument signal;
-    the rolling counter advances with every frame built.
-    """
-    counter = itertools.count(1)
-
-    def build(name: str, argument: str | None) -> can.Message:
-        value = parse_hhmm(argument) if name == "set_departure" and argument else 0
-        return encoder.encode_request(name, value, next(counter))
-
-    return build
 
 
 @dataclass(slots=True)
@@ -512,6 +494,7 @@ OUTBOX_FILE = "outbox.sqlite"
 STATUS_EVERY_S = 0.5
 LINK_PROXY_HOST = "127.0.0.1"
 UPLINK_CLOSE_S = 3.0
+GNSS_EVERY_S = 1.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -524,6 +507,7 @@ class LiveOptions:
     outbox: Path | None = None
     broker: BrokerURL | None = None
     link_proxy: bool = True
+    link: LinkConfig | None = None
     topic_prefix: str = "vehicles"
     mqtt_protocol: MqttProtocol = "auto"
     snapshot_period: float = 60.0
@@ -580,39 +564,41 @@ class LiveSession:
             self.warnings.append(note)
         self.origin_epoch = time.time() if origin_epoch is None else origin_epoch
         self.identity = load_identity(opts.keystore, opts.vin) if opts.keystore else None
+        if opts.link is not None and (opts.broker is None or not opts.link_proxy):
+            raise ConfigError("--link needs --broker and the link proxy: it shapes that path")
         if opts.broker is not None and self.identity is None:
             raise ConfigError(
                 "--broker needs --keystore: telemetry is signed with the vehicle key "
                 "(make one with tcu provision)"
             )
         self.vin = validate_vin(self.identity.vin if self.identity else opts.vin or DEFAULT_VIN)
-        core = TcuCore(setup.mapping)
-        request = (
-            request_frames(FrameEncoder(setup.db, setup.mapping))
-            if setup.mapping.requests is not None
-            else _no_request_frames(setup.mapping.source)
-        )
-        config = VehicleConfig(
+        vehicle = VehicleConfig(
             vin=self.vin, origin_epoch=self.origin_epoch, lock_timeout_s=opts.lock_timeout_s
         )
-        self.services = ServicesPart(core.state, config, request)
-        self.outbox: Outbox | None = None
-        self.telemetry: TelemetryPart | None = None
-        self.downlink: DownlinkPart | None = None
-        parts: list[Part] = [self.services]
         outbox_path = opts.outbox
         if outbox_path is None and opts.keystore is not None:
             outbox_path = opts.keystore / OUTBOX_FILE
-        if outbox_path is not None:
+        self.outbox: Outbox | None = None
+        if outbox_path is None:
+            tcu = build_tcu(setup, vehicle)
+        else:
             self.outbox = Outbox(outbox_path)
             try:
-                parts = self._telemetry_parts(core, self.outbox)
+                tcu = build_tcu(
+                    setup,
+                    vehicle,
+                    outbox=self.outbox,
+                    identity=self.identity,
+                    telemetry=TelemetryConfig(vin=self.vin, snapshot_period=opts.snapshot_period),
+                )
             except BaseException:
                 self.outbox.close()
                 raise
-        for part in parts:
-            core.add_part(part)
-        self.core = core
+        self.tcu = tcu
+        self.core = core = tcu.core
+        self.services = tcu.services
+        self.telemetry = tcu.telemetry
+        self.downlink = tcu.downlink
         self.driver = LiveDriver(
             core,
             opts.bus,
@@ -624,30 +610,9 @@ class LiveSession:
         )
         self.uplink: TelemetryUplink | None = None
         self.proxy: LinkProxy | None = None
+        self._gnss_task: asyncio.Future[None] | None = None
         self.records_stored = 0
         self.status_unsent = 0
-
-    def _telemetry_parts(self, core: TcuCore, outbox: Outbox) -> list[Part]:
-        epoch = outbox.start_epoch()
-        identity = self.identity
-        if identity is not None:
-            self.downlink = DownlinkPart(
-                vin=self.vin,
-                backend_key=identity.backend_key,
-                vehicle_key=identity.key,
-                origin_epoch=self.origin_epoch,
-                last_counter=outbox.get(DOWNLINK_COUNTER),
-                persist=outbox.save_downlink,
-            )
-        self.telemetry = TelemetryPart(
-            core.state,
-            TelemetryConfig(vin=self.vin, snapshot_period=self.opts.snapshot_period),
-            epoch=epoch,
-            inner=[self.services],
-            active=bool(outbox.get(SERVICE_ACTIVE)),
-            on_command_result=self.downlink.command_result if self.downlink else None,
-        )
-        return [self.telemetry] + ([self.downlink] if self.downlink is not None else [])
 
     # --- running ---------------------------------------------------------------------------
 
@@ -676,6 +641,9 @@ class LiveSession:
             if uplink_task is not None:
                 with contextlib.suppress(Exception, asyncio.CancelledError):
                     await asyncio.wait_for(uplink_task, UPLINK_CLOSE_S)
+            if self._gnss_task is not None:
+                self._gnss_task.cancel()
+                await asyncio.gather(self._gnss_task, return_exceptions=True)
             if self.proxy is not None:
                 await self.proxy.close()
             try:
@@ -689,9 +657,12 @@ class LiveSession:
         assert self.outbox is not None and self.identity is not None
         target = broker
         if self.opts.link_proxy and not broker.tls:
-            self.proxy = LinkProxy(LINK_PROXY_HOST, 0, broker.host, broker.port)
+            model = Link(self.opts.link) if self.opts.link is not None else None
+            self.proxy = LinkProxy(LINK_PROXY_HOST, 0, broker.host, broker.port, model)
             await self.proxy.start()
             target = BrokerURL(host=LINK_PROXY_HOST, port=self.proxy.port)
+            if model is not None and not model.config.route:
+                self._gnss_task = asyncio.ensure_future(self._follow_gnss(self.proxy, model))
         self.uplink = TelemetryUplink(
             self.outbox,
             self.identity,
@@ -704,6 +675,19 @@ class LiveSession:
         if self.outbox.depth():
             self.uplink.notify()
         return asyncio.ensure_future(self.uplink.run())
+
+    async def _follow_gnss(self, proxy: LinkProxy, model: Link) -> None:
+        """Tell the link model where the van is, from the GNSS fixes on the bus."""
+        state = self.core.state
+        last: tuple[float, float] | None = None
+        while True:
+            now = self.driver.now
+            lat, lon = state.get(LATITUDE, now), state.get(LONGITUDE, now)
+            if isinstance(lat, float) and isinstance(lon, float) and (lat, lon) != last:
+                last = (lat, lon)
+                model.handle(Position(lat=lat, lon=lon), proxy.now())
+                await proxy.sync()
+            await asyncio.sleep(GNSS_EVERY_S)
 
     def _from_backend(self, event: Any) -> None:
         self.driver.inject(event)
@@ -782,16 +766,11 @@ class LiveSession:
             report.extra["uplink"] = self.uplink.stats.as_dict()
         if self.proxy is not None:
             report.extra["link_proxy"] = dict(self.proxy.counters)
+            if self.proxy.model is not None:
+                report.extra["link"] = self.proxy.model.summary()
         if self.status_unsent:
             report.extra["status_unsent"] = self.status_unsent
         return report
-
-
-def _no_request_frames(source: str) -> RequestFrame:
-    def build(name: str, argument: str | None) -> can.Message:
-        raise ConfigError(f"{source}: the mapping has no requests section")
-
-    return build
 
 
 async def serve(

@@ -491,7 +491,7 @@ class World:
         }
         link = self.link.summary()
         link.update(
-            reconnects=self.counts.reconnects,
+            uplink_connects=self.counts.reconnects,
             largest_outbox_depth=self.counts.max_outbox_depth,
             records_delayed=self.counts.records_delayed,
             largest_delay_s=round(self.counts.largest_delay_s, 3),

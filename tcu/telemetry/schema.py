@@ -128,6 +128,7 @@ class BatchMessage:
     records: tuple[Record, ...]
     drops: Mapping[str, int] = field(default_factory=dict)
     sent_at_ms: int | None = None
+    prev: int | None = None
 
     def __post_init__(self) -> None:
         _check_vin(self.vin)
@@ -150,6 +151,10 @@ class BatchMessage:
             _check_uint(count, f"drop counter {kind!r}")
         if self.sent_at_ms is not None:
             _check_uint(self.sent_at_ms, "sent_at_ms")
+        if self.prev is not None:
+            _check_uint(self.prev, "prev")
+            if self.prev >= self.records[0].seq:
+                raise ValueError(f"prev {self.prev} is not before record {self.records[0].seq}")
         object.__setattr__(self, "drops", MappingProxyType(dict(self.drops)))
 
 
@@ -240,6 +245,8 @@ def encode_batch(batch: BatchMessage, encoded_records: list[bytes] | None = None
         tail[4] = dict(batch.drops)
     if batch.sent_at_ms is not None:
         tail[5] = batch.sent_at_ms
+    if batch.prev is not None:
+        tail[6] = batch.prev
     parts = [
         _map_header(len(head) + 1 + len(tail)),
         dumps(head)[1:],
@@ -360,7 +367,14 @@ def _build(factory: Callable[..., T], where: str, **kwargs: Any) -> T:
         raise DecodeError(f"{where}: {exc}") from None
 
 
-_BATCH_FIELDS: Final = {1: "vin", 2: "epoch", 3: "records", 4: "drops", 5: "sent_at"}
+_BATCH_FIELDS: Final = {
+    1: "vin",
+    2: "epoch",
+    3: "records",
+    4: "drops",
+    5: "sent_at",
+    6: "prev",
+}
 _RECORD_FIELDS: Final = {1: "seq", 2: "t", 3: "kind", 4: "body"}
 _ACK_FIELDS: Final = {1: "vin", 2: "epoch", 3: "seq"}
 _DOWNLINK_FIELDS: Final = {
@@ -388,8 +402,16 @@ def decode_batch(data: bytes, *, max_size: int = MAX_BATCH_BYTES) -> BatchMessag
     )
     drops = fields.maybe(4, _drops) or {}
     when = fields.maybe(5, _uint)
+    prev = fields.maybe(6, _uint)
     return _build(
-        BatchMessage, "batch", vin=vin, epoch=epoch, records=records, drops=drops, sent_at_ms=when
+        BatchMessage,
+        "batch",
+        vin=vin,
+        epoch=epoch,
+        records=records,
+        drops=drops,
+        sent_at_ms=when,
+        prev=prev,
     )
 
 

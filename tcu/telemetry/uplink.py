@@ -6,9 +6,13 @@ cursor. ``next_batch`` builds the next signed batch (records of one boot epoch, 
 past it; ``rewind`` undoes that when the bytes never left. At most ``window`` records are
 in flight. ``start_over`` (after a reconnect, or when no ack came for a while) sends
 again from the oldest record still held: the backend stores each record once.
-``receive_ack`` verifies the backend's signed ack, deletes what it covers and returns
-the ``Ack`` event for the core. The MQTT driver (``tcu.runtime.mqtt``) and the virtual
-world (``tcu.runtime.world``) both drive this one queue.
+Each batch names ``prev``: the last record sent before it in this epoch (0 after a
+start-over). Every sequence number missing between ``prev`` and the batch's records is
+one the outbox no longer holds (dropped at its cap), so the backend can acknowledge
+past it instead of waiting for it forever. ``receive_ack`` verifies the backend's signed
+ack, deletes what it covers and returns the ``Ack`` event for the core. The MQTT driver
+(``tcu.runtime.mqtt``) and the virtual world (``tcu.runtime.world``) both drive this
+one queue.
 """
 
 from __future__ import annotations
@@ -112,7 +116,10 @@ class UplinkQueue:
             encoded.append(wire)
             size += len(wire)
         drops = self.outbox.drops_for_batch(epoch, records[-1].seq)
+        cursor = self.cursor
+        prev = cursor[1] if cursor is not None and cursor[0] == epoch else 0
         message = BatchMessage(
+            prev=prev,
             vin=self.keys.vin,
             epoch=epoch,
             records=tuple(records),

@@ -7,8 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from cloud_stub.broker import BrokerHandle
 from tcu.runtime.mqtt import BrokerURL
 from tcu.runtime.online import OnlineOptions, OnlineReplay, reference_traces
