@@ -261,6 +261,8 @@ class OnlineReplay:
         def on_action(action: Action, now: float) -> None:
             if isinstance(action, StoreRecords):
                 outbox.append(action.records)
+                if tcu.telemetry is not None:
+                    tcu.telemetry.forget_dropped(outbox.last_dropped)
                 produced[0] += len(action.records)
                 uplink.notify()
             elif isinstance(action, Publish):

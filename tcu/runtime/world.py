@@ -243,6 +243,8 @@ class World:
         if isinstance(action, StoreRecords):
             before = self.outbox.depth()
             dropped = self.outbox.append(action.records)
+            if self.tcu.telemetry is not None:
+                self.tcu.telemetry.forget_dropped(self.outbox.last_dropped)
             self.counts.records_produced += len(action.records)
             self.counts.records_dropped_at_cap += sum(dropped.values())
             depth = self.outbox.depth()

@@ -94,6 +94,7 @@ class Outbox:
             raise OutboxError(f"outbox {self.path}: {exc}") from None
         self.max_depth_seen = self._depth
         self.dropped: Counter[str] = Counter()
+        self.last_dropped: list[tuple[int, int, str]] = []  # (epoch, seq, kind), last append
         self._report: tuple[int, int, dict[str, int]] | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -139,10 +140,13 @@ class Outbox:
                 self._db.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?)", rows)
                 depth = self._depth + len(rows)
                 dropped: Counter[str] = Counter()
+                self.last_dropped = []
                 for cls, limit in ((0, self.cap), (1, self.cap), (2, self.hard_cap)):
                     if depth > limit:
-                        for code in self._drop_oldest(cls, depth - limit):
-                            dropped[KIND_NAMES[code]] += 1
+                        for code, epoch, seq in self._drop_oldest(cls, depth - limit):
+                            kind = KIND_NAMES[code]
+                            dropped[kind] += 1
+                            self.last_dropped.append((epoch, seq, kind))
                             depth -= 1
                 for kind, count in dropped.items():
                     self._db.execute(
@@ -159,14 +163,14 @@ class Outbox:
         self.dropped.update(dropped)
         return dict(dropped)
 
-    def _drop_oldest(self, cls: int, n: int) -> list[int]:
+    def _drop_oldest(self, cls: int, n: int) -> list[tuple[int, int, int]]:
         rows = self._db.execute(
             "DELETE FROM records WHERE (epoch, seq) IN"
             " (SELECT epoch, seq FROM records WHERE class = ? ORDER BY epoch, seq LIMIT ?)"
-            " RETURNING kind",
+            " RETURNING kind, epoch, seq",
             (cls, n),
         ).fetchall()
-        return [kind for (kind,) in rows]
+        return [(kind, epoch, seq) for kind, epoch, seq in rows]
 
     def pending(self, limit: int = 100, *, after: tuple[int, int] | None = None) -> list[Record]:
         """Up to `limit` unacknowledged records in production order, after (epoch, seq)."""

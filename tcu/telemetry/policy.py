@@ -340,6 +340,16 @@ class TelemetryPart:
         while len(self._unacked) > self.config.remember_snapshots:
             del self._unacked[next(iter(self._unacked))]
 
+    def forget_dropped(self, dropped: Iterable[tuple[int, int, str]]) -> None:
+        """The outbox dropped these (epoch, seq, kind): never use one as a delta base.
+
+        The backend may acknowledge past a dropped record (the batch names it as missing),
+        but it never stored it, so a delta against it could not be resolved.
+        """
+        for epoch, seq, kind in dropped:
+            if epoch == self.epoch and kind == "snapshot":
+                self._unacked.pop(seq, None)
+
     def _acknowledged(self, ack: Ack) -> None:
         if ack.epoch != self.epoch:
             return

@@ -281,3 +281,17 @@ def test_config_is_checked() -> None:
         TelemetryConfig(vin=VIN, snapshot_period=0)
     with pytest.raises(ConfigError, match=r"Vehicle\.Nope"):
         TelemetryConfig(vin=VIN, change_paths=("Vehicle.Nope",))
+
+
+def test_a_dropped_snapshot_is_never_a_delta_base() -> None:
+    part, state, _ = make(snapshot_period=60.0)
+    first = part.seq
+    part.on_event(Ack(epoch=3, sequence=first), 1.0)
+    state.override(cat.SOC, 50.0)
+    second = records(part.on_tick(60.0))[0]
+    part.forget_dropped([(3, second.seq, "snapshot"), (2, second.seq + 1, "snapshot")])
+    # the backend acknowledges past the dropped record; the base stays the stored one
+    part.on_event(Ack(epoch=3, sequence=second.seq), 61.0)
+    third = records(part.on_tick(120.0))[0]
+    assert third.base_seq == first
+    assert dict(third.body)[SIGNAL_IDS[cat.SOC]] == 50.0
