@@ -1,11 +1,15 @@
 """Scenario suite speed: vehicle time covered against wall time, measured in one run.
 
-Runs the shipped suite (``scenarios/``, without ``pending/``) in this process, ``--runs``
-times, and prints per file the vehicle time, the median wall time and their ratio. Then
-the 8-hour depot night two ways: ``scenarios/depot_night.yaml`` (signals set by steps)
-and the same night driven by frames generated from the ``depot_night`` storyline, next
-to a baseline measured alongside: iterating the generator alone, without the TCU. Last
-line: ``suite virtual/wall ratio: R``.
+Runs the shipped suite (``scenarios/``, without ``pending/``) in this process, in the
+default world (FullWorld: TCU, SIM link and backend), ``--runs`` times, and prints per
+file the vehicle time, the median wall time and their ratio. Then the 8-hour depot night
+three ways: ``scenarios/depot_night.yaml`` (signals set by steps); the committed trace
+``can_traces/depot_night.blf`` through the full world with telemetry on, next to
+baselines measured alongside (reading the trace alone, the TCU core and services alone
+in CoreWorld, the full world with telemetry off), so the time splits into reading,
+deciding and reporting; and frames generated from the ``depot_night`` storyline, next to
+the generator alone and to a 10-minute window at the end of the night. Last line:
+``suite virtual/wall ratio: R``.
 
     python benchmarks/scenarios.py [--runs K] [--storyline-hours H]
 """
@@ -16,16 +20,23 @@ import argparse
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tcu.scenario.core_world import reference_encoder  # noqa: E402
+from tcu.can.sources import open_trace  # noqa: E402
+from tcu.scenario.core_world import CoreWorld, reference_encoder  # noqa: E402
+from tcu.scenario.full_world import FullWorld  # noqa: E402
 from tcu.scenario.loader import load_paths, load_text  # noqa: E402
 from tcu.scenario.model import Case  # noqa: E402
 from tcu.scenario.runner import CaseResult, run_case  # noqa: E402
+from tcu.scenario.world import WorldFactory  # noqa: E402
 
+NIGHT_S = 8 * 3600.0
+WINDOW_S = 600.0
+WINDOW_FROM = 44_400.0  # 05:50 UTC, the morning preconditioning
 STORYLINE_NIGHT = """
 name: depot night from the storyline
 storyline: {{name: depot_night, seed: 1, duration: {duration}}}
@@ -36,14 +47,28 @@ steps:
 expect_end:
   counters: {{bad_frames: 0}}
 """
+TRACE_NIGHT = """
+name: depot night from the recorded bus
+trace: can_traces/depot_night.blf
+vehicle: {{home_plmn: "242-01"}}
+steps:
+  - at: 0
+    {first}
+  - at: "0:05:00"
+    expect:
+      verdict: {{service: charging, outcome: allowed}}
+until: "8:00:00"
+expect_end:
+  counters: {{{end}}}
+"""
 
 
-def timed(case: Case, runs: int) -> tuple[CaseResult, float]:
+def timed(case: Case, runs: int, factory: WorldFactory | None = None) -> tuple[CaseResult, float]:
     walls = []
     result = None
     for _ in range(runs):
         t = time.perf_counter()
-        result = run_case(case)
+        result = run_case(case, factory=factory)
         walls.append(time.perf_counter() - t)
     assert result is not None
     if not result.passed:
@@ -51,15 +76,80 @@ def timed(case: Case, runs: int) -> tuple[CaseResult, float]:
     return result, statistics.median(walls)
 
 
-def generator_only(duration: float) -> float:
+def generator_only(duration: float, t_from: float = 0.0) -> tuple[float, int]:
     from tcu.storyline import get
     from tcu.storyline.generator import frames
 
     t = time.perf_counter()
-    n = sum(1 for _ in frames(get("depot_night"), reference_encoder(), seed=1, duration=duration))
-    wall = time.perf_counter() - t
-    print(f"  (generator alone: {n:,} frames)", file=sys.stderr)
-    return wall
+    n = sum(
+        1
+        for _ in frames(
+            get("depot_night"), reference_encoder(), seed=1, t_from=t_from, duration=duration
+        )
+    )
+    return time.perf_counter() - t, n
+
+
+def read_only(path: Path, span: float) -> None:
+    t0 = None
+    for msg in open_trace(path):
+        t0 = msg.timestamp if t0 is None else t0
+        if msg.timestamp - t0 > span:
+            break
+
+
+def trace_night(runs: int) -> None:
+    """The recorded night four ways, interleaved, in CPU seconds of this process (median)."""
+
+    def night(first: str, end: str) -> Case:
+        (c,) = load_text(
+            TRACE_NIGHT.format(first=first, end=end),
+            "benchmarks/trace_night.yaml",
+            base=REPO / "benchmarks" / "trace_night.yaml",
+        ).cases
+        return c
+
+    def passes(case: Case, factory: WorldFactory) -> Callable[[], None]:
+        def run() -> None:
+            result = run_case(case, factory=factory)
+            if not result.passed:
+                raise SystemExit(f"{case.name} failed:\n{result.render()}")
+
+        return run
+
+    quiet = night("expect: {counters: {bad_frames: 0}}", "bad_frames: 0")
+    active = night("activate: true", "bad_frames: 0, dropped: 0, outbox_depth: {max: 5}")
+    trace = REPO / "can_traces" / "depot_night.blf"
+    variants: dict[str, Callable[[], None]] = {
+        "read": lambda: read_only(trace, NIGHT_S),
+        "core": passes(quiet, CoreWorld),
+        "off": passes(quiet, FullWorld),
+        "on": passes(active, FullWorld),
+    }
+    cpu: dict[str, list[float]] = {k: [] for k in variants}
+    walls: list[float] = []
+    for _ in range(runs):
+        for name, run in variants.items():
+            wall, t = time.perf_counter(), time.process_time()
+            run()
+            cpu[name].append(time.process_time() - t)
+            if name == "on":
+                walls.append(time.perf_counter() - wall)
+    m = {k: statistics.median(v) for k, v in cpu.items()}
+    full = m["on"]
+    wall = statistics.median(walls)
+    print(
+        f"depot night, 8 h of can_traces/depot_night.blf, full world, telemetry on: "
+        f"{wall:.3f} s wall, {full:.3f} s CPU ({NIGHT_S / wall:,.0f}x real time)"
+    )
+    parts = [
+        ("reading the trace (python-can BLF reader)", m["read"]),
+        ("TCU core and services (CoreWorld less reading)", m["core"] - m["read"]),
+        ("full world, telemetry off (less CoreWorld)", m["off"] - m["core"]),
+        ("telemetry on: records, signatures, outbox, link, backend", full - m["off"]),
+    ]
+    for label, seconds in parts:
+        print(f"  {label:<58}{seconds:7.3f} s CPU {seconds / full:6.1%}")
 
 
 def main() -> int:
@@ -85,11 +175,12 @@ def main() -> int:
         total_vehicle += vehicle
         total_wall += wall
 
-    print(f"{'scenario file':<46}{'cases':>6}{'vehicle s':>12}{'wall ms':>10}{'ratio':>12}")
+    width = max(len(r[0]) for r in rows) + 2
+    print(f"{'scenario file':<{width}}{'cases':>6}{'vehicle s':>12}{'wall ms':>10}{'ratio':>12}")
     for name, n, vehicle, wall in rows:
-        print(f"{name:<46}{n:>6}{vehicle:>12,.0f}{wall * 1000:>10.1f}{vehicle / wall:>12,.0f}")
+        print(f"{name:<{width}}{n:>6}{vehicle:>12,.0f}{wall * 1000:>10.1f}{vehicle / wall:>12,.0f}")
     print(
-        f"{'suite':<46}{sum(r[1] for r in rows):>6}{total_vehicle:>12,.0f}"
+        f"{'suite':<{width}}{sum(r[1] for r in rows):>6}{total_vehicle:>12,.0f}"
         f"{total_wall * 1000:>10.1f}{total_vehicle / total_wall:>12,.0f}"
     )
     print()
@@ -98,16 +189,25 @@ def main() -> int:
             f"depot night, 8 h of steps:      {night[0] / 3600:.1f} h vehicle time "
             f"in {night[1]:.3f} s wall"
         )
+    trace_night(max(1, min(args.runs, 3)))
     duration = args.storyline_hours * 3600
     (story_case,) = load_text(
         STORYLINE_NIGHT.format(duration=duration), "benchmarks/storyline_night.yaml"
     ).cases
-    base = generator_only(duration)
+    base, _ = generator_only(duration)
     result, wall = timed(story_case, 1)
     print(
         f"depot night, {args.storyline_hours:g} h of generated frames: {wall:.3f} s wall "
         f"(generator alone {base:.3f} s; TCU share {max(wall - base, 0.0):.3f} s; "
         f"scenario/generator ratio {wall / base:.2f})"
+    )
+    first, n_first = generator_only(WINDOW_S)
+    late, n_late = generator_only(WINDOW_S, t_from=WINDOW_FROM)
+    print(
+        f"storyline window of {WINDOW_S / 60:g} min: from the start {n_first:,} frames in "
+        f"{first:.3f} s; from {WINDOW_FROM:,.0f} s {n_late:,} frames in {late:.3f} s "
+        f"(per frame {late / max(n_late, 1) / (first / max(n_first, 1)):,.0f}x the cost: "
+        "a window computes every frame before it)"
     )
     print(f"suite virtual/wall ratio: {total_vehicle / total_wall:,.0f}")
     return 0

@@ -52,6 +52,7 @@ from tcu.services import VehicleConfig
 from tcu.telemetry.identity import load_identity, provision
 from tcu.telemetry.outbox import Outbox
 from tcu.telemetry.policy import TelemetryConfig
+from tcu.telemetry.records import KIND_CODES
 from tcu.telemetry.uplink import UplinkQueue
 from tcu.vehicle import catalogue as cat
 
@@ -171,6 +172,7 @@ class World:
         self._link_wake: float | None = None
         self._last_progress = 0.0
         self._was_registered = False
+        self._deactivating: str | None = None
         self.tcu: Tcu
         self.outbox: Outbox
         self.queue: UplinkQueue
@@ -388,12 +390,34 @@ class World:
         return signed.downlink.command_id
 
     def activate(self, now: float) -> None:
+        self._deactivating = None
         self.registry.activate(self.identity.vin)
         self.send_command("activate", None, now)
 
     def deactivate(self, now: float) -> None:
-        self.send_command("deactivate", None, now)
-        self.registry.deactivate(self.identity.vin)
+        """Tell the TCU to stop; the backend takes telemetry until the TCU's last record.
+
+        The TCU ends its service with a ``service`` record; the registry switches the
+        service off once that record, and every record before it, is stored. Switched off
+        at once, the backend would refuse that record and the TCU would resend it forever.
+        """
+        self._deactivating = self.send_command("deactivate", None, now)
+
+    def _check_deactivated(self) -> None:
+        vin = self.identity.vin
+        for p in self.store.progress():
+            if p.vin != vin:
+                continue
+            for r in self.store.records(vin, p.epoch):
+                if (
+                    r.kind == KIND_CODES["service"]
+                    and r.body.get("command_id") == self._deactivating
+                    and r.body.get("active") is False
+                    and r.seq <= p.acked
+                ):
+                    self._deactivating = None
+                    self.registry.deactivate(vin)
+                    return
 
     def deliver_downlink(self, payload: bytes, now: float) -> None:
         """Bytes on the commands topic, signed or not: they reach the TCU when it is online."""
@@ -516,6 +540,8 @@ class _Delivery:
             return
         before = w.store.count_records(w.identity.vin)
         replies = w.backend_receive(self.topic, self.payload, now)
+        if w._deactivating is not None:
+            w._check_deactivated()
         stored = w.store.count_records(w.identity.vin) - before
         delay = now - self.oldest
         if stored and delay > DELAYED_AFTER_S:

@@ -34,7 +34,7 @@ from tcu.errors import ConfigError, TcuError
 from tcu.scenario.model import Case, Expectation, Step
 
 BROKERS = ("embedded", "mosquitto")
-DEFAULT_WORLD = "tcu.scenario.core_world:CoreWorld"
+DEFAULT_WORLD = "tcu.scenario.full_world:FullWorld"
 WORLD_ENV = "TCU_SCENARIO_WORLD"
 COUNT_FIELDS: dict[str, frozenset[str]] = {
     "session": frozenset({"count"}),

@@ -189,9 +189,14 @@ def test_shipped_schema_is_valid() -> None:
 def test_shipped_suite_loads() -> None:
     files = load_paths([REPO / "scenarios"], include_pending=True)
     names = {Path(f.path).name for f in files}
-    assert {"plug.yaml", "depot_night.yaml", "hostile_commands.yaml"} <= names
-    pending = [f for f in files if "pending" in Path(f.path).parts]
-    assert pending and all("needs_world_full" in c.tags for f in pending for c in f.cases)
+    assert {
+        "plug.yaml",
+        "depot_night.yaml",
+        "hostile_commands.yaml",
+        "link.yaml",
+        "resilience.yaml",
+        "activation.yaml",
+    } <= names
 
 
 @pytest.mark.parametrize(

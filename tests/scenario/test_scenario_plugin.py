@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-import tcu.scenario.runner  # noqa: F401 - imported here so the in-process runs reuse it
+# imported here so the in-process runs reuse them (cryptography does not import twice)
+import tcu.scenario.full_world
+import tcu.scenario.runner  # noqa: F401
 from tcu.scenario.core_world import reference_encoder
 
 pytest_plugins = ["pytester"]
@@ -12,7 +14,9 @@ reference_encoder()
 
 INI = """
 [pytest]
-filterwarnings = error
+filterwarnings =
+    error
+    ignore:Module already imported so cannot be rewritten:pytest.PytestAssertRewriteWarning
 addopts = --strict-markers -p no:cacheprovider -p no:hypothesispytest -p no:asyncio
 """
 PORT = "Vehicle.Powertrain.TractionBattery.Charging.ChargingPort.AnyPosition"
@@ -88,6 +92,10 @@ def test_tags_select_with_strict_markers(suite: pytest.Pytester) -> None:
 def test_pending_is_collected_only_when_asked(suite: pytest.Pytester) -> None:
     suite.runpytest("scenarios").assert_outcomes(passed=1, failed=1)
     result = suite.runpytest("scenarios", "--scenario-pending")
+    result.assert_outcomes(passed=2, failed=1)
+    result = suite.runpytest(
+        "scenarios", "--scenario-pending", "--scenario-world", "tcu.scenario.core_world:CoreWorld"
+    )
     result.assert_outcomes(passed=1, failed=2)
     result.stdout.fnmatch_lines(["*not supported by this world: coverage*"])
 
@@ -110,4 +118,4 @@ def test_an_invalid_file_fails_collection_with_its_position(suite: pytest.Pytest
 def test_the_broker_option_reaches_the_world(suite: pytest.Pytester) -> None:
     result = suite.runpytest("scenarios", "--scenario-broker", "mosquitto", "-m", "charging")
     result.assert_outcomes(failed=1, deselected=1)
-    result.stdout.fnmatch_lines(["*error: --broker mosquitto: *CoreWorld*"])
+    result.stdout.fnmatch_lines(["*error: --broker mosquitto: *FullWorld*"])

@@ -1,4 +1,4 @@
-"""Running cases against CoreWorld: diffs, unsupported kinds, determinism, processes."""
+"""Running cases: diffs, what CoreWorld cannot do, determinism, processes."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tcu.errors import ConfigError
+from tcu.scenario.core_world import CoreWorld
 from tcu.scenario.loader import load_paths, load_text
 from tcu.scenario.runner import run_case, run_cases
 from tcu.scenario.world import WorldOptions
@@ -89,7 +90,7 @@ def test_the_same_expectation_written_right_passes() -> None:
     ],
 )
 def test_what_coreworld_cannot_do_fails_the_case(step: str, kind: str) -> None:
-    result = run_case(case(f"steps:\n  - at: 5\n    {step}\n"))  # type: ignore[arg-type]
+    result = run_case(case(f"steps:\n  - at: 5\n    {step}\n"), factory=CoreWorld)  # type: ignore[arg-type]
     assert result.outcome == "failed"
     assert f"not supported by this world: {kind}" in result.failures[0].message
 
@@ -113,7 +114,11 @@ def test_expect_end_sees_the_whole_run() -> None:
 
 def test_coreworld_refuses_another_broker() -> None:
     with pytest.raises(ConfigError, match=r"--broker mosquitto: .*CoreWorld"):
-        run_case(case("steps: []\n"), options=WorldOptions(broker="mosquitto"))  # type: ignore[arg-type]
+        run_case(
+            case("steps: []\n"),  # type: ignore[arg-type]
+            options=WorldOptions(broker="mosquitto"),
+            factory=CoreWorld,
+        )
     with pytest.raises(ConfigError, match="expected one of embedded, mosquitto"):
         WorldOptions(broker="rabbit")
 

@@ -1,0 +1,663 @@
+"""FullWorld: scenarios drive the TCU, its SIM link and the backend, all on one virtual clock.
+
+Theory of operation. Each case gets a ``tcu.runtime.world.World`` in a temporary
+directory of its own: the TCU as every driver builds it (services inside telemetry, the
+signed downlink), its durable outbox and uplink queue, the SIM link model and the cloud
+stub's registry, store, ingest and command builder, all scheduled on one replay driver.
+The bus (a trace, frames generated from a storyline, or nothing) is fed frame by frame
+in vehicle time; everything else happens on the driver's queue at its own instant.
+
+The link is the modelled SIM link whenever the case says anything about it or about the
+TCU's power (``home_plmn``, ``coverage``, ``move``, ``power_cycle``, ``registration``,
+``roaming``); otherwise it is an ideal link, always registered at home, that delivers at
+once, so service scenarios keep exact timings. The telemetry service starts inactive:
+``activate``/``deactivate`` are the backend's signed commands, as in the field.
+
+Steps. ``set``/``release`` (and ``move`` to a position) are overrides of the van's bus:
+all values of one step are applied together, by one callable scheduled on the driver,
+and applied again after every boot. ``command`` is signed by the backend and travels the
+link; ``forged_command``, ``expired_command`` and ``replayed_command`` are the cloud
+stub's hostile messages (``cloud_stub.commands``). ``coverage``, ``move`` to a country
+and ``power_cycle`` are link events; a power cycle switches the TCU off (it hears
+nothing, the modem detaches), and after ``off_for`` boots a new TCU on the same outbox.
+
+Observations. Verdicts, sessions and command results come from the services of every
+boot; a command's outcome is ``rejected`` when the TCU's downlink refused it,
+``not_delivered`` while it has not reached the TCU, else the latest result the services
+gave it. ``backend`` compares what the store holds with what the TCU produced, epoch by
+epoch; ``registration`` and ``roaming`` read the link model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import can
+
+from cloud_stub.commands import SignedDownlink, expired, forge, replayed
+from cloud_stub.errors import CloudError
+from tcu.core import Part, TcuCore
+from tcu.errors import ConfigError
+from tcu.events import Action, Downlink, Emit, Log, StoreRecords
+from tcu.link.model import EnterCountry, Link, LinkConfig, Position, PowerOff, PowerOn, SetCoverage
+from tcu.runtime.assembly import Tcu
+from tcu.runtime.session import DEFAULT_HOME_PLMN
+from tcu.runtime.world import IdealLink, World
+from tcu.scenario.core_world import UNHANDLED, reference_encoder, reference_setup
+from tcu.scenario.model import Case, CommandSpec, Expectation, Step, StorylineSpec, TraceSpec
+from tcu.scenario.world import NotSupported, Observation, WorldOptions, check
+from tcu.services.sessions import Transition
+from tcu.services.verdicts import Verdict
+from tcu.telemetry.downlink import DownlinkPart
+from tcu.telemetry.policy import TelemetryConfig
+from tcu.telemetry.records import KIND_CODES, KIND_NAMES
+from tcu.telemetry.uplink import UplinkQueue
+from tcu.vehicle.catalogue import LATITUDE, LONGITUDE
+
+LINK_NEEDS = frozenset({"coverage", "move", "power_cycle", "registration", "roaming"})
+REPORTING = frozenset({"snapshot_period_s", "min_change_interval_s"})
+CONNECTED_SERVICE = "telemetry"
+
+
+@dataclass(slots=True)
+class _Sent:
+    """A downlink message a step sent, and what the TCU made of it."""
+
+    action: str
+    name: str
+    command_id: str
+    payload: bytes
+    t: float
+    handled_at: float | None = None
+    refused: str | None = None
+
+
+@dataclass(slots=True)
+class _Boot:
+    tcu: Tcu
+    queue: UplinkQueue
+    downlink: DownlinkPart | None
+
+
+@dataclass(slots=True)
+class _Bus:
+    """The case's frames in vehicle time, one frame looked ahead."""
+
+    frames: Iterator[can.Message] = field(default_factory=lambda: iter(()))
+    t0: float = 0.0
+    next: can.Message | None = None
+    next_t: float = 0.0
+    last_t: float = 0.0
+
+    def pull(self) -> None:
+        msg = next(self.frames, None)
+        self.next = msg
+        if msg is not None:
+            t = msg.timestamp - self.t0
+            self.next_t = t if t >= self.last_t else self.last_t
+            self.last_t = self.next_t
+
+    def close(self) -> None:
+        close = getattr(self.frames, "close", None)
+        if close is not None:
+            close()
+
+
+def open_bus(case: Case) -> tuple[_Bus, float | None]:
+    """The case's bus and the UTC epoch of its vehicle time 0 (None: silent bus)."""
+    source = case.source
+    bus = _Bus()
+    if isinstance(source, TraceSpec):
+        from tcu.can.sources import open_trace
+
+        bus.frames = iter(open_trace(source.path))
+        bus.pull()
+        if bus.next is None:
+            return bus, None
+        bus.t0 = bus.next.timestamp
+        bus.next_t = bus.last_t = 0.0
+        return bus, bus.t0
+    if isinstance(source, StorylineSpec):
+        from tcu.storyline import get
+        from tcu.storyline.generator import frames
+
+        story = get(source.name)
+        bus.t0 = story.start_epoch + source.start
+        bus.frames = frames(
+            story,
+            reference_encoder(),
+            seed=source.seed,
+            t_from=source.start,
+            duration=source.duration,
+        )
+        bus.pull()
+        return bus, bus.t0
+    return bus, None
+
+
+class _ServicesTap:
+    """Passes the services through unchanged and shows their ``Emit`` actions to ``seen``."""
+
+    __slots__ = ("part", "seen")
+
+    def __init__(self, part: Part, seen: Callable[[list[Action]], None]) -> None:
+        self.part = part
+        self.seen = seen
+
+    def on_signals(self, changed: list[str], now: float) -> list[Action]:
+        out = self.part.on_signals(changed, now)
+        self.seen(out)
+        return out
+
+    def on_event(self, event: Any, now: float) -> list[Action] | None:
+        out = self.part.on_event(event, now)
+        if out is not None:
+            self.seen(out)
+        return out
+
+    def on_tick(self, now: float) -> list[Action]:
+        out = self.part.on_tick(now)
+        self.seen(out)
+        return out
+
+    def next_deadline(self) -> float:
+        return self.part.next_deadline()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.part, name)
+
+
+class _DownlinkTap:
+    """Passes downlinks to the part and tells ``handled`` which it refused, and why."""
+
+    __slots__ = ("handled", "part")
+
+    def __init__(
+        self, part: DownlinkPart, handled: Callable[[bytes, str | None, float], None]
+    ) -> None:
+        self.part = part
+        self.handled = handled
+
+    def on_signals(self, changed: list[str], now: float) -> list[Action]:
+        return self.part.on_signals(changed, now)
+
+    def on_event(self, event: Any, now: float) -> list[Action] | None:
+        if not isinstance(event, Downlink):
+            return self.part.on_event(event, now)
+        before = Counter(self.part.refused)
+        out = self.part.on_event(event, now)
+        new = self.part.refused - before
+        self.handled(event.payload, next(iter(new), None), now)
+        return out
+
+    def on_tick(self, now: float) -> list[Action]:
+        return self.part.on_tick(now)
+
+    def next_deadline(self) -> float:
+        return self.part.next_deadline()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.part, name)
+
+
+class _PoweredOff(TcuCore):
+    """The TCU while it is off: it hears no frame and no message, and knows nothing."""
+
+    def handle(self, event: Any, now: float) -> list[Action]:
+        return []
+
+    def frame(self, msg: can.Message, now: float) -> list[Action]:
+        return []
+
+
+def scratch_dir() -> str | None:
+    """Where case directories go: memory-backed when the system has it (SQLite's syncs
+    cost nothing there), else the default temporary directory."""
+    shm = Path("/dev/shm")
+    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK | os.X_OK) else None
+
+
+def uses_link(case: Case) -> bool:
+    """Whether the case needs the modelled SIM link rather than the ideal one."""
+    return case.vehicle.home_plmn is not None or bool(case.needs & LINK_NEEDS)
+
+
+def telemetry_config(case: Case) -> TelemetryConfig:
+    """The reporting policy of the case's van (``vehicle.reporting``)."""
+    config = TelemetryConfig(vin=case.vehicle.config.vin)
+    reporting = case.vehicle.reporting
+    return dataclasses.replace(
+        config,
+        snapshot_period=reporting.get("snapshot_period_s", config.snapshot_period),
+        min_interval=reporting.get("min_change_interval_s", config.min_interval),
+    )
+
+
+class FullWorld:
+    """The TCU, its SIM link and the backend in virtual time; see the module docstring."""
+
+    def __init__(self, case: Case, options: WorldOptions) -> None:
+        if options.broker != "embedded":
+            raise ConfigError(
+                f"--broker {options.broker}: the scenario world (FullWorld) carries telemetry, "
+                "acks and commands between the TCU and the backend in memory, on the vehicle "
+                "clock; a scenario through a real broker needs a scenario world over the MQTT "
+                "transport, as tcu replay --broker has (tcu.runtime.online); there is none yet. "
+                "Use --broker embedded"
+            )
+        self.case = case
+        self._unsupported: NotSupported | None = None
+        extra = sorted(set(case.vehicle.reporting) - REPORTING)
+        if extra:
+            self._unsupported = NotSupported(
+                "vehicle.reporting." + ", vehicle.reporting.".join(extra),
+                "the telemetry policy has a snapshot period and a change interval only",
+            )
+        self.bus, origin = open_bus(case)
+        vehicle = case.vehicle.config
+        if origin is not None and not case.vehicle.start_given:
+            vehicle = dataclasses.replace(vehicle, origin_epoch=origin)
+        self.vin = vehicle.vin
+        self.modelled_link = uses_link(case)
+        link = None
+        if self.modelled_link:
+            link = LinkConfig(home_plmn=case.vehicle.home_plmn or DEFAULT_HOME_PLMN)
+        by_country = any(s.action == "move" and "country" in s.value for s in case.steps)
+        self.workdir = Path(tempfile.mkdtemp(prefix="tcu-scenario-", dir=scratch_dir()))
+        try:
+            self.world = World(
+                reference_setup(),
+                vehicle,
+                self.workdir,
+                telemetry=telemetry_config(case),
+                link=link,
+                follow_gnss=not by_country,
+                activate=False,
+            )
+        except BaseException:
+            self.bus.close()
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            raise
+        if isinstance(self.world.link, IdealLink):
+            self.world.link.latency = 0.0
+        self.world.driver.on_action = self._on_action
+        self.boots: list[_Boot] = []
+        self.results: list[dict[str, Any]] = []
+        self.alarms = 0
+        self.unhandled = 0
+        self.sent: list[_Sent] = []
+        self.produced: dict[int, int] = {}
+        self.overrides: dict[str, Any] = {}
+        self.off = False
+        self._genuine: dict[str, SignedDownlink] = {}
+        self._adopt_boot()
+
+    # -- the World protocol ---------------------------------------------------------------
+
+    def advance(self, until: float) -> None:
+        if self._unsupported is not None:
+            raise self._unsupported
+        bus = self.bus
+        driver = self.world.driver
+        on_action = self._on_action
+        while bus.next is not None and bus.next_t <= until:
+            msg, t = bus.next, bus.next_t
+            driver.advance(t)
+            actions = driver.core.frame(msg, t)
+            if actions:
+                for a in actions:
+                    on_action(a, t)
+            bus.pull()
+        driver.advance(until)
+
+    def apply(self, step: Step, now: float) -> None:
+        action = step.action
+        value = step.value
+        w = self.world
+        if action == "set":
+            self._set(dict(value), now)
+        elif action == "release":
+            self._release(tuple(value), now)
+        elif action == "move":
+            if "country" in value:
+                w.link_event(EnterCountry(country=value["country"]), now)
+            else:
+                self._set({LATITUDE: value["lat"], LONGITUDE: value["lon"]}, now)
+                w.link_event(Position(lat=value["lat"], lon=value["lon"]), now)
+        elif action == "coverage":
+            w.link_event(SetCoverage(covered=None if value else False), now)
+        elif action == "broker":
+            w.set_broker(bool(value), now)
+        elif action == "power_cycle":
+            self._power_off(now)
+            w.driver.schedule(now + float(value), self._boot)
+        elif action in ("command", "forged_command", "expired_command", "replayed_command"):
+            self._command(action, value, now)
+        elif action == "activate":
+            w.activate(now)
+        elif action == "deactivate":
+            w.deactivate(now)
+        else:
+            raise NotSupported(str(action))
+        w.advance(now)
+
+    def observe(self, expectation: Expectation, now: float) -> Observation:
+        kind = expectation.kind
+        f = expectation.fields
+        if kind == "verdict":
+            return self._verdict(expectation, f["service"])
+        if kind == "session":
+            return self._session(expectation, f["service"])
+        if kind == "vehicle":
+            state = self.world.driver.core.state
+            return check(expectation, {p: state.get(p, now) for p in f})
+        if kind == "command":
+            return self._command_outcome(expectation, f["name"])
+        if kind == "counters":
+            return check(expectation, self.counters())
+        if kind == "backend":
+            return check(expectation, self.backend())
+        if kind == "registration":
+            return check(expectation, self.registration(now))
+        if kind == "roaming":
+            return check(expectation, self.roaming())
+        raise NotSupported(kind)
+
+    def finish(self, until: float | None) -> float:
+        if until is None:
+            until = self.world.now
+            while self.bus.next is not None:
+                until = self.bus.next_t
+                self.advance(until)
+        self.advance(until)
+        return until
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.bus.close()
+        with contextlib.suppress(Exception):
+            self.world.close()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # -- what the world reports -----------------------------------------------------------
+
+    def counters(self) -> dict[str, int]:
+        """Every counter of docs/scenarios.md, summed over the TCU's boots."""
+        w = self.world
+        counts: Counter[str] = Counter()
+        for boot in self.boots:
+            counts.update(boot.tcu.core.summary_counts())
+        stats = w.ingest.stats()
+        counts.update(
+            verdicts=len(self.verdicts()),
+            transitions=len(self.transitions()),
+            alarms=self.alarms,
+            can_requests=w.counts.frames_sent,
+            unhandled_events=self.unhandled,
+            records=w.counts.records_produced,
+            dropped=w.counts.records_dropped_at_cap,
+            published=w.counts.batches_sent + w.counts.status_sent,
+            acked=sum(b.queue.stats.records_acked for b in self.boots),
+            stored=w.store.count_records(self.vin),
+            duplicates=stats.duplicates,
+            rejected=sum(stats.refused.values()),
+            commands_rejected=sum(
+                sum(b.downlink.refused.values()) for b in self.boots if b.downlink is not None
+            ),
+            outbox_depth=w.outbox.depth(),
+        )
+        return dict(counts)
+
+    def backend(self) -> dict[str, Any]:
+        """What the store holds for this van against what the TCU produced, epoch by epoch."""
+        store = self.world.store
+        epochs = set(self.produced) | {p.epoch for p in store.progress() if p.vin == self.vin}
+        kinds: Counter[str] = Counter(dict.fromkeys(KIND_CODES, 0))
+        records = duplicates = gaps = missing = unexpected = 0
+        for epoch in sorted(epochs):
+            rows = store.records(self.vin, epoch)
+            seqs = [r.seq for r in rows]
+            kinds.update(KIND_NAMES.get(r.kind, str(r.kind)) for r in rows)
+            stored = set(seqs)
+            records += len(seqs)
+            duplicates += len(seqs) - len(stored)
+            gaps += max(stored, default=0) - len(stored)
+            produced = set(range(1, self.produced.get(epoch, 0) + 1))
+            missing += len(produced - stored)
+            unexpected += len(stored - produced)
+        return {
+            "complete": missing == 0 and unexpected == 0,
+            "records": records,
+            "duplicates": duplicates,
+            "gaps": gaps,
+            "kinds": dict(kinds),
+            "missing": missing,
+            "received_twice": self.world.ingest.stats().duplicates,
+        }
+
+    def registration(self, now: float) -> dict[str, Any]:
+        link = self.world.link
+        if not isinstance(link, Link):
+            return {"state": "registered_home", "plmn": None, "roaming": False}
+        link.advance(max(now, link.t))
+        snap = link.snapshot()
+        return {
+            "state": snap.state.value,
+            "plmn": snap.plmn,
+            "roaming": snap.roaming,
+            "country": snap.country,
+            "operator": snap.operator,
+        }
+
+    def roaming(self) -> dict[str, Any]:
+        """Bytes carried by roaming networks: the connected service's, billed to the service."""
+        summary = self.world.link.summary()
+        by_plmn: Mapping[str, Mapping[str, Any]] = summary.get("bytes_by_plmn", {})
+        roamed = sum(u["up"] + u["down"] for u in by_plmn.values() if u.get("roaming"))
+        billed = summary.get("bytes_billed", {}).get("service", {"up": 0, "down": 0})
+        return {
+            "service": CONNECTED_SERVICE,
+            "bytes": roamed,
+            "billed_to_service": billed["up"] + billed["down"],
+        }
+
+    def verdicts(self) -> list[Verdict]:
+        return [v for b in self.boots for v in b.tcu.services.verdicts]
+
+    def transitions(self) -> list[tuple[int, Transition]]:
+        return [(i, t) for i, b in enumerate(self.boots) for t in b.tcu.services.transitions]
+
+    # -- observations ---------------------------------------------------------------------
+
+    def _verdict(self, expectation: Expectation, service: str) -> Observation:
+        found = [v for v in self.verdicts() if v.service == service]
+        if not found:
+            return check(expectation, None, f"no {service} verdict yet")
+        v = found[-1]
+        return check(
+            expectation,
+            {
+                "service": v.service,
+                "outcome": v.outcome,
+                "reasons": list(v.codes),
+                "warnings": list(v.warning_codes),
+                "t": v.t,
+            },
+        )
+
+    def _session(self, expectation: Expectation, service: str) -> Observation:
+        moves = [(i, t) for i, t in self.transitions() if t.service == service]
+        if not moves:
+            return check(
+                expectation,
+                {"service": service, "state": None, "reasons": [], "count": 0},
+                f"no {service} session yet",
+            )
+        _, last = moves[-1]
+        return check(
+            expectation,
+            {
+                "service": service,
+                "state": last.to_state,
+                "reasons": [r.code for r in last.reasons],
+                "count": len({(i, t.session_id) for i, t in moves}),
+                "session_id": last.session_id,
+            },
+        )
+
+    def _command_outcome(self, expectation: Expectation, name: str) -> Observation:
+        sent = [s for s in self.sent if s.name == name]
+        if not sent:
+            return check(expectation, None, f"no {name} command was sent yet")
+        s = sent[-1]
+        reason: str | None = s.refused
+        if s.handled_at is None:
+            outcome = "not_delivered"
+        elif s.refused is not None:
+            outcome = "rejected"
+        else:
+            mine = [r for r in self.results if r.get("command_id") == s.command_id]
+            outcome = str(mine[-1].get("status")) if mine else "accepted"
+            codes = mine[-1].get("reasons") if mine else None
+            reason = codes[0] if isinstance(codes, list) and codes else None
+        statuses = [
+            st for st in self.world.store.statuses(self.vin) if st.command_id == s.command_id
+        ]
+        return check(
+            expectation,
+            {
+                "name": name,
+                "outcome": outcome,
+                "sent_as": s.action,
+                "command_id": s.command_id,
+                "reason": reason,
+                "backend_status": statuses[-1].outcome if statuses else None,
+            },
+        )
+
+    # -- steps --------------------------------------------------------------------------
+
+    def _set(self, values: dict[str, Any], now: float) -> None:
+        self.overrides.update(values)
+        self.world.driver.schedule(now, _Overrides(self, values, ()))
+
+    def _release(self, paths: tuple[str, ...], now: float) -> None:
+        for path in paths:
+            self.overrides.pop(path, None)
+        self.world.driver.schedule(now, _Overrides(self, {}, paths))
+
+    def _command(self, action: str, spec: CommandSpec, now: float) -> None:
+        w = self.world
+        epoch = w.vehicle.origin_epoch + now
+        try:
+            if action == "command":
+                signed = w.commands.build(self.vin, spec.name, spec.argument, now_epoch=epoch)
+                if spec.command_id is not None:
+                    renamed = dataclasses.replace(signed.downlink, command_id=spec.command_id)
+                    signed = w.commands.sign(renamed)
+                self._genuine[spec.name] = signed
+            elif action == "forged_command":
+                signed = forge(w.commands, self.vin, spec.name, spec.argument, now_epoch=epoch)
+            elif action == "expired_command":
+                signed = expired(w.commands, self.vin, spec.name, spec.argument, now_epoch=epoch)
+            else:
+                signed = replayed(self._genuine[spec.name])
+        except (CloudError, ValueError) as e:
+            raise NotSupported(f"{action} {spec}", f"the backend cannot build it: {e}") from None
+        self.sent.append(
+            _Sent(
+                action=action,
+                name=spec.name,
+                command_id=signed.downlink.command_id,
+                payload=signed.payload,
+                t=now,
+            )
+        )
+        w.deliver_downlink(signed.payload, now)
+
+    def _power_off(self, now: float) -> None:
+        w = self.world
+        self.off = True
+        w.driver.core = _PoweredOff(reference_setup().mapping)
+        w.link_event(PowerOff(), now)
+
+    def _boot(self, now: float) -> list[Action]:
+        w = self.world
+        w.power_cycle(now)
+        self.off = False
+        self._adopt_boot()
+        w.link_event(PowerOn(), now)
+        if not self.overrides:
+            return []
+        state = w.core.state
+        for path, value in self.overrides.items():
+            state.override(path, value)
+        actions: list[Action] = w.core.signals_changed(list(self.overrides), now)
+        return actions
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _adopt_boot(self) -> None:
+        w = self.world
+        tcu = w.tcu
+        if tcu.telemetry is not None:
+            tcu.telemetry.inner = [_ServicesTap(p, self._emitted) for p in tcu.telemetry.inner]
+        if tcu.downlink is not None:
+            parts = tcu.core.parts
+            parts[parts.index(tcu.downlink)] = _DownlinkTap(tcu.downlink, self._handled)
+        self.boots.append(_Boot(tcu=tcu, queue=w.queue, downlink=tcu.downlink))
+
+    def _emitted(self, actions: list[Action]) -> None:
+        for a in actions:
+            if isinstance(a, Emit):
+                if a.kind == "command_result":
+                    self.results.append(dict(a.body))
+                elif a.kind == "alarm":
+                    self.alarms += 1
+
+    def _handled(self, payload: bytes, refused: str | None, now: float) -> None:
+        for s in self.sent:
+            if s.handled_at is None and s.payload == payload:
+                s.handled_at = now
+                s.refused = refused
+                return
+
+    def _on_action(self, action: Action, now: float) -> None:
+        if isinstance(action, StoreRecords):
+            produced = self.produced
+            for r in action.records:
+                if r.seq > produced.get(r.epoch, 0):
+                    produced[r.epoch] = r.seq
+        elif isinstance(action, Log) and action.text.startswith(UNHANDLED):
+            self.unhandled += 1
+        self.world.on_action(action, now)
+
+
+class _Overrides:
+    """One step's overrides of the bus, applied together at the step's instant."""
+
+    __slots__ = ("owner", "release", "values")
+
+    def __init__(self, owner: FullWorld, values: dict[str, Any], release: tuple[str, ...]) -> None:
+        self.owner, self.values, self.release = owner, values, release
+
+    def __call__(self, now: float) -> list[Action]:
+        if self.owner.off:
+            return []  # the TCU is off: the bus's values are applied when it boots
+        core = self.owner.world.core
+        state = core.state
+        for path in self.release:
+            state.release(path)
+        for path, value in self.values.items():
+            state.override(path, value)
+        actions: list[Action] = core.signals_changed([*self.release, *self.values], now)
+        return actions
