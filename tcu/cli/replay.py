@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tcu.bench.player import add_to_bus_arguments, run_to_bus
 from tcu.cli.output import Progress, table
 from tcu.errors import ConfigError
 from tcu.runtime.session import ReplayOptions, ReplayReport, replay_file
@@ -51,10 +52,13 @@ def register(sub: Any) -> None:
         action="store_true",
         help="a cloud-stub serve runs elsewhere on the broker; do not start one here",
     )
+    add_to_bus_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.to_bus:
+        return run_to_bus(args)
     if args.broker:
         return run_broker(args)
     speed = 1.0 if args.realtime else args.speed

@@ -21,9 +21,10 @@ def register(sub: Any) -> None:
     run.add_argument("-j", "--jobs", type=int, default=1, metavar="N", help="run in N processes")
     run.add_argument(
         "--broker",
-        choices=("embedded", "mosquitto"),
-        default="embedded",
-        help="broker the world runs through (default: embedded)",
+        choices=("memory", "embedded", "mosquitto"),
+        default="memory",
+        help="memory: TCU and backend wired in memory (default); embedded (amqtt) or "
+        "mosquitto: every message crosses that broker",
     )
     run.add_argument(
         "--world",

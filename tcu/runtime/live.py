@@ -72,7 +72,7 @@ NOTIFIER_TIMEOUT = 0.1
 SEND_TIMEOUT = 0.1
 MAX_IDLE_WAIT = 0.5
 DRAIN_BATCH = 512
-RATE_WINDOW = 2.0
+RATE_WINDOW = 2
 
 
 @dataclass(slots=True)
@@ -129,7 +129,7 @@ class LiveDriver:
         self._stopping = asyncio.Event()
         self._reopening: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
-        self._arrivals: deque[float] = deque()
+        self._per_second: deque[list[int]] = deque(maxlen=RATE_WINDOW + 2)
         self._sinks: list[Callable[[Action, float], None]] = []
         self.running = asyncio.Event()
 
@@ -145,13 +145,12 @@ class LiveDriver:
         return self._bus is not None
 
     def frame_rate(self) -> float:
-        """Frames per second over the last couple of seconds."""
-        now = self.now
-        arrivals = self._arrivals
-        while arrivals and arrivals[0] < now - RATE_WINDOW:
-            arrivals.popleft()
-        span = min(RATE_WINDOW, now)
-        return len(arrivals) / span if span > 0 else 0.0
+        """Frames per second over the last few whole seconds."""
+        second = int(self.now)
+        span = min(RATE_WINDOW, second)
+        if span <= 0:
+            return 0.0
+        return sum(n for s, n in self._per_second if second - span <= s < second) / span
 
     def inject(self, event: Any) -> list[Action]:
         """Hand ``event`` to the core now and carry out what it returns."""
@@ -170,10 +169,6 @@ class LiveDriver:
             return
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(self._stop_now)
-
-    def lose_bus(self, why: str) -> None:
-        """Give up the current bus (as on a fault) and reopen it with backoff."""
-        self._lose(why, adapter=False)
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -238,7 +233,12 @@ class LiveDriver:
         stats = self.stats
         stats.frames += 1
         stats.last_frame_at = now
-        self._arrivals.append(now)
+        per_second = self._per_second
+        second = int(now)
+        if per_second and per_second[-1][0] == second:
+            per_second[-1][1] += 1
+        else:
+            per_second.append([second, 1])
         if msg.is_error_frame:
             for change in self.health.on_error_frame(msg, layout_known=self._classify):
                 self._report(change)

@@ -47,6 +47,7 @@ from tcu.events import (
 )
 from tcu.link.model import Link, LinkConfig, Position
 from tcu.runtime.assembly import Tcu, build_tcu
+from tcu.runtime.relay import BrokerRelay
 from tcu.runtime.replay import ReplayDriver
 from tcu.services import VehicleConfig
 from tcu.telemetry.identity import load_identity, provision
@@ -165,6 +166,7 @@ class World:
         self.link: Link | IdealLink = Link(link) if link is not None else IdealLink()
         self.link_config = link
         self.broker_up = True
+        self.relay: BrokerRelay | None = None  # messages cross a real broker when set
         self.connected = False
         self._held_downlinks: list[bytes] = []
         self._pump_at: float | None = None
@@ -235,7 +237,10 @@ class World:
         return self.outbox.depth() == 0
 
     def close(self) -> None:
-        for closer in (self.outbox.close, self.store.close, self.registry.close):
+        closers = [self.outbox.close, self.store.close, self.registry.close]
+        if self.relay is not None:
+            closers.append(self.relay.close)
+        for closer in closers:
             with contextlib.suppress(Exception):
                 closer()
 
@@ -347,10 +352,21 @@ class World:
                 out.append(reply)
         return out
 
+    def _cross_broker(self, topic: str, payload: bytes) -> bytes | None:
+        """The bytes as the other side receives them: through the real broker if any."""
+        if self.relay is None:
+            return payload
+        return self.relay.carry(topic, payload)
+
     def _ack_to_tcu(self, payload: bytes, now: float) -> None:
         if not self.broker_up or not self.connected:
             self.counts.acks_lost += 1
             return
+        crossed = self._cross_broker(f"{self.topic_prefix}/{self.identity.vin}/ack", payload)
+        if crossed is None:
+            self.counts.acks_lost += 1
+            return
+        payload = crossed
         arrival = self.link.receive(len(payload) + MQTT_OVERHEAD, now)
         if arrival is None:
             self.counts.acks_lost += 1
@@ -377,7 +393,13 @@ class World:
             return
         self.counts.status_sent += 1
         topic = f"{self.topic_prefix}/{self.identity.vin}/status"
-        self.driver.schedule(arrival, lambda t: self.backend_receive(topic, payload, t) and None)
+
+        def arrive(t: float) -> None:
+            crossed = self._cross_broker(topic, payload)
+            if crossed is not None:
+                self.backend_receive(topic, crossed, t)
+
+        self.driver.schedule(arrival, arrive)
 
     # --- downlink ----------------------------------------------------------------------------
 
@@ -432,6 +454,11 @@ class World:
         self._downlink_bytes(payload, now)
 
     def _downlink_bytes(self, payload: bytes, now: float) -> None:
+        crossed = self._cross_broker(f"{self.topic_prefix}/{self.identity.vin}/commands", payload)
+        if crossed is None:
+            self.counts.downlinks_held += 1
+            self._held_downlinks.append(payload)
+            return
         arrival = self.link.receive(len(payload) + MQTT_OVERHEAD, now)
         if arrival is None:
             self.counts.downlinks_held += 1
@@ -443,6 +470,8 @@ class World:
     # --- the world changing -----------------------------------------------------------------
 
     def set_broker(self, up: bool, now: float) -> None:
+        if self.relay is not None and up != self.broker_up:
+            (self.relay.up if up else self.relay.down)()
         self.broker_up = up
         if up:
             self._want_pump(now)
@@ -538,8 +567,12 @@ class _Delivery:
         if not w.broker_up:
             w.counts.batches_lost += 1
             return
+        payload = w._cross_broker(self.topic, self.payload)
+        if payload is None:
+            w.counts.batches_lost += 1
+            return
         before = w.store.count_records(w.identity.vin)
-        replies = w.backend_receive(self.topic, self.payload, now)
+        replies = w.backend_receive(self.topic, payload, now)
         if w._deactivating is not None:
             w._check_deactivated()
         stored = w.store.count_records(w.identity.vin) - before

@@ -46,10 +46,10 @@ import can
 from cloud_stub.commands import SignedDownlink, expired, forge, replayed
 from cloud_stub.errors import CloudError
 from tcu.core import Part, TcuCore
-from tcu.errors import ConfigError
 from tcu.events import Action, Downlink, Emit, Log, StoreRecords
 from tcu.link.model import EnterCountry, Link, LinkConfig, Position, PowerOff, PowerOn, SetCoverage
 from tcu.runtime.assembly import Tcu
+from tcu.runtime.relay import BrokerRelay
 from tcu.runtime.session import DEFAULT_HOME_PLMN
 from tcu.runtime.world import IdealLink, World
 from tcu.scenario.core_world import UNHANDLED, reference_encoder, reference_setup
@@ -246,14 +246,6 @@ class FullWorld:
     """The TCU, its SIM link and the backend in virtual time; see the module docstring."""
 
     def __init__(self, case: Case, options: WorldOptions) -> None:
-        if options.broker != "embedded":
-            raise ConfigError(
-                f"--broker {options.broker}: the scenario world (FullWorld) carries telemetry, "
-                "acks and commands between the TCU and the backend in memory, on the vehicle "
-                "clock; a scenario through a real broker needs a scenario world over the MQTT "
-                "transport, as tcu replay --broker has (tcu.runtime.online); there is none yet. "
-                "Use --broker embedded"
-            )
         self.case = case
         self._unsupported: NotSupported | None = None
         extra = sorted(set(case.vehicle.reporting) - REPORTING)
@@ -289,6 +281,16 @@ class FullWorld:
             raise
         if isinstance(self.world.link, IdealLink):
             self.world.link.latency = 0.0
+        if options.broker != "memory":
+            try:
+                self.world.relay = BrokerRelay(
+                    options.broker,  # type: ignore[arg-type]
+                    self.workdir,
+                    self.vin,
+                )
+            except BaseException:
+                self.close()
+                raise
         self.world.driver.on_action = self._on_action
         self.boots: list[_Boot] = []
         self.results: list[dict[str, Any]] = []

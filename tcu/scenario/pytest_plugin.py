@@ -32,9 +32,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("tcu-scenarios", "tcu scenario suites")
     group.addoption(
         "--scenario-broker",
-        choices=("embedded", "mosquitto"),
-        default="embedded",
-        help="broker the scenario world runs through (default: embedded)",
+        choices=("memory", "embedded", "mosquitto"),
+        default="memory",
+        help="memory: TCU and backend wired in memory (default); embedded (amqtt) or "
+        "mosquitto: every message crosses that broker",
     )
     group.addoption(
         "--scenario-world",

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 from tcu.errors import ConfigError, TcuError
 from tcu.scenario.model import Case, Expectation, Step
 
-BROKERS = ("embedded", "mosquitto")
+BROKERS = ("memory", "embedded", "mosquitto")
 DEFAULT_WORLD = "tcu.scenario.full_world:FullWorld"
 WORLD_ENV = "TCU_SCENARIO_WORLD"
 COUNT_FIELDS: dict[str, frozenset[str]] = {
@@ -60,7 +60,7 @@ class NotSupported(TcuError):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorldOptions:
-    broker: str = "embedded"
+    broker: str = "memory"
 
     def __post_init__(self) -> None:
         if self.broker not in BROKERS:
