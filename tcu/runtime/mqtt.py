@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import socket
 import ssl
 import time
 from collections import deque
@@ -53,6 +54,9 @@ DEFAULT_PORTS: Final = {"mqtt": 1883, "mqtts": 8883}
 SESSION_EXPIRY_S: Final = 7 * 24 * 3600
 Protocol = Literal["auto", "5", "3.1.1"]
 PROTOCOLS: Final = ("auto", "5", "3.1.1")
+# paho leaves Nagle on: a PUBLISH written right after the PUBACK of a received message waits
+# for the broker's delayed TCP ACK (40 ms on Linux) before it leaves.
+_NO_DELAY: Final = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 # --- broker URL ------------------------------------------------------------------------------
@@ -357,6 +361,7 @@ class TelemetryUplink:
             timeout=self.connect_timeout,
             keepalive=self.keepalive,
             tls_context=self.broker.tls_context(),
+            socket_options=(_NO_DELAY,),
             **options,
         )
 
