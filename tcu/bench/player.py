@@ -36,8 +36,8 @@ from typing import Any
 import can
 
 from tcu.can.sources import open_trace
-from tcu.cli.output import table
 from tcu.errors import BusError, ConfigError, TcuError, TraceError
+from tcu.output import table
 from tcu.runtime.bus import FAULTS, close_bus, describe_fault, open_bus, resolve_bus
 
 SPIN_S = 0.001

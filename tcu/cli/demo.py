@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tcu.cli.output import table
+from tcu.output import table
 from tcu.runtime.mqtt import BrokerURL
 from tcu.runtime.online import OnlineOptions, OnlineReport, reference_traces, run_online
 

@@ -6,8 +6,9 @@ import argparse
 import json
 from typing import Any
 
-from tcu.cli.output import table
-from tcu.telemetry.identity import ALGORITHMS, cloud_stub_registration, provision
+from cloud_stub.provisioning import registration
+from tcu.output import table
+from tcu.telemetry.identity import ALGORITHMS, provision
 
 DEFAULT_KEYSTORE = "keystore"
 DEFAULT_BACKEND_DATA = "cloud-data"
@@ -31,7 +32,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    register_vehicle, backend_pem = cloud_stub_registration(args.backend_data)
+    register_vehicle, backend_pem = registration(args.backend_data)
     done = provision(
         args.vin,
         args.keystore,

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from tcu.bench.player import add_to_bus_arguments, run_to_bus
-from tcu.cli.output import Progress, table
 from tcu.errors import ConfigError
+from tcu.output import Progress, table
 from tcu.runtime.session import ReplayOptions, ReplayReport, replay_file
 
 

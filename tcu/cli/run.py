@@ -11,9 +11,9 @@ from typing import Any
 
 import yaml
 
-from tcu.cli.output import table
 from tcu.errors import ConfigError
 from tcu.link.model import LinkConfig
+from tcu.output import table
 from tcu.runtime.bus import resolve_bus
 from tcu.runtime.live import LiveOptions, LiveReport, LiveSession, StatusLine, serve
 from tcu.runtime.mqtt import PROTOCOLS, add_broker_arguments, broker_from_args

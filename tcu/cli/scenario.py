@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tcu.cli.output import Progress
 from tcu.errors import ConfigError
+from tcu.output import Progress
 
 
 def register(sub: Any) -> None:

@@ -12,8 +12,8 @@ from typing import Any
 from tcu.bench.vehicle_sim import PROMPT_HELP, SimDriver, VehicleSim, run_prompt
 from tcu.can.encoder import FrameEncoder
 from tcu.can.setup import load_bus_setup
-from tcu.cli.output import table
 from tcu.errors import ConfigError
+from tcu.output import table
 from tcu.runtime.bus import close_bus, open_bus, resolve_bus
 
 FD_INTERFACES = frozenset({"virtual", "udp_multicast"})

@@ -16,10 +16,10 @@ import can
 
 from tcu.can.setup import load_bus_setup
 from tcu.can.sources import open_trace
-from tcu.cli.output import Progress, table
 from tcu.core import command_event
 from tcu.errors import ConfigError, TraceError
 from tcu.link.model import LinkConfig
+from tcu.output import Progress, table
 from tcu.runtime.world import World
 from tcu.services import VehicleConfig
 from tcu.vehicle.catalogue import CATALOGUE

@@ -135,34 +135,6 @@ def load_identity(keystore: str | os.PathLike[str], vin: str | None = None) -> V
     return VehicleIdentity(vin=stored_vin, key=key, kid=key_id(key), backend_key=backend)
 
 
-def cloud_stub_registration(backend_data: str | os.PathLike[str]) -> tuple[Register, BackendPem]:
-    """`register` and `backend_pem` for `provision`, backed by the cloud stub's data directory."""
-    from cloud_stub.errors import CloudError
-    from cloud_stub.keys import backend_public_key_pem
-    from cloud_stub.registry import Registry
-    from cloud_stub.service import REGISTRY_FILE
-
-    data = Path(backend_data)
-
-    def register(vin: str, public_key_pem: bytes, kid: bytes) -> object:
-        try:
-            data.mkdir(mode=0o700, parents=True, exist_ok=True)
-            with Registry(data / REGISTRY_FILE) as registry:
-                return registry.register(vin, public_key_pem, kid)
-        except CloudError as exc:
-            raise ConfigError(f"backend registry in {data}: {exc}") from None
-        except OSError as exc:
-            raise ConfigError(f"backend data {data}: {exc.strerror}") from None
-
-    def backend_pem() -> bytes:
-        try:
-            return backend_public_key_pem(data)
-        except CloudError as exc:
-            raise ConfigError(f"backend key in {data}: {exc}") from None
-
-    return register, backend_pem
-
-
 def _write(path: Path, data: bytes) -> None:
     try:
         path.write_bytes(data)

@@ -145,6 +145,7 @@ def spec(path: str) -> SignalSpec:
     except KeyError:
         raise KeyError(f"unknown signal path {path!r}") from None
 
+
 # Compact numeric ids for the wire (telemetry keys). Append only: an id is never reused.
 SIGNAL_IDS: dict[str, int] = {s.path: i + 1 for i, s in enumerate(_SPECS)}
 SIGNAL_BY_ID: dict[int, str] = {i: p for p, i in SIGNAL_IDS.items()}

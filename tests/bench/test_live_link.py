@@ -11,6 +11,7 @@ import can
 import pytest
 
 from cloud_stub.broker import EmbeddedBroker
+from cloud_stub.provisioning import registration
 from tcu.bench.vehicle_sim import SimDriver, VehicleSim
 from tcu.can.encoder import FrameEncoder
 from tcu.can.setup import load_bus_setup
@@ -19,7 +20,7 @@ from tcu.link.model import LinkConfig
 from tcu.runtime.bus import resolve_bus
 from tcu.runtime.live import LiveOptions, LiveSession
 from tcu.runtime.mqtt import BrokerURL
-from tcu.telemetry.identity import cloud_stub_registration, provision
+from tcu.telemetry.identity import provision
 from tcu.vehicle import catalogue as c
 
 VIN = "WTCUBENCH00000051"
@@ -59,7 +60,7 @@ async def test_registration_follows_the_van_across_a_border(
 ) -> None:
     channel, sim_driver = van
     keystore = tmp_path / "keys"
-    register, backend_pem = cloud_stub_registration(tmp_path / "cloud")
+    register, backend_pem = registration(tmp_path / "cloud")
     provision(VIN, keystore, register=register, backend_pem=backend_pem)
     link = LinkConfig.from_dict({"home_plmn": "242-01", "seed": 3, "modem": FAST_MODEM})
     session = LiveSession(

@@ -22,6 +22,7 @@ import can
 import pytest
 
 from cloud_stub.broker import EmbeddedBroker
+from cloud_stub.provisioning import registration
 from cloud_stub.service import Backend
 from tcu.bench.slcan_device import ChannelState, SlcanDevice
 from tcu.bench.vehicle_sim import SimDriver, VehicleSim
@@ -31,7 +32,7 @@ from tcu.events import Command
 from tcu.runtime.bus import Backoff, BusSpec
 from tcu.runtime.live import LiveOptions, LiveReport, LiveSession
 from tcu.runtime.mqtt import BrokerURL
-from tcu.telemetry.identity import cloud_stub_registration, provision
+from tcu.telemetry.identity import provision
 from tcu.telemetry.outbox import Outbox
 from tcu.vehicle import catalogue as c
 
@@ -228,7 +229,7 @@ async def test_a_backend_command_over_a_broker_reaches_the_van_and_is_reported(
 ) -> None:
     data = tmp_path / "cloud"
     keystore = tmp_path / "keys"
-    register, backend_pem = cloud_stub_registration(data)
+    register, backend_pem = registration(data)
     provision(VIN, keystore, register=register, backend_pem=backend_pem)
     async with Backend(embedded_broker.url, data) as backend:
         session = LiveSession(

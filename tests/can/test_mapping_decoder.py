@@ -99,7 +99,11 @@ def test_error_and_remote_frames_are_counted(core: TcuCore) -> None:
         ("path: Vehicle.Body.Hood.IsOpen", "path: Vehicle.Body.Hod", r"signals\[0\]\.path"),
         ("stale_after: 1.0", "stale_after: -1", r"signals\[0\]\.stale_after"),
         ("values: {0: P, 1: R, 2: N, 3: D}", "values: {0: Park}", r"signals\[1\]\.values"),
-        ("version: 1", "version: 1\n  bad: [", r"mini\.mapping\.yaml:\d+:\d+: mapping is not valid"),
+        (
+            "version: 1",
+            "version: 1\n  bad: [",
+            r"mini\.mapping\.yaml:\d+:\d+: mapping is not valid",
+        ),
         ("dbc: mini.dbc", "dbc: nothere.dbc", r"nothere\.dbc: database file not found"),
     ],
 )

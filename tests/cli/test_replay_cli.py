@@ -62,7 +62,7 @@ def test_text_summary_is_a_table(mini: tuple[Path, Path, Path], capsys) -> None:
 
 
 def test_start_stop(mini: tuple[Path, Path, Path], capsys) -> None:  # type: ignore[no-untyped-def]
-    d, m, t = mini
+    _, m, t = mini
     out = run_json(capsys, str(t), "--mapping", str(m), "--start", "0.15", "--stop", "0.35")
     assert out["frames"] == 2
 
@@ -126,9 +126,7 @@ def test_own_dbc_and_mapping_model3(tmp_path: Path, capsys) -> None:  # type: ig
         {s.name: 0 for s in door.signals} | {"VCLEFT_frontLatchStatus": 1}, strict=False
     )
     trace = tmp_path / "m3.log"
-    trace.write_text(
-        f"(1.0) can0 118#{g.hex().upper()}\n(1.5) can0 102#{d.hex().upper()}\n"
-    )
+    trace.write_text(f"(1.0) can0 118#{g.hex().upper()}\n(1.5) can0 102#{d.hex().upper()}\n")
     mapping = REPO / "docs" / "examples" / "model3.mapping.yaml"
     out = run_json(capsys, str(trace), "--dbc", str(MODEL3_DBC), "--mapping", str(mapping))
     assert out["decoded_frames"] == 2

@@ -1,4 +1,4 @@
-"""Terminal output shared by the subcommands: progress bar and summary tables."""
+"""Terminal output: a progress bar and summary tables, for every command and report."""
 
 from __future__ import annotations
 
