@@ -97,16 +97,18 @@ def run(args: argparse.Namespace) -> int:
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     driver = SimDriver(sim, bus, on_report=report)
     try:
-        for key, value in initial:
-            sim.set_text(key, value, 0.0)
-        driver.start()
-        where = spec.describe()
-        name = story.name if story is not None else "the van at rest"
-        report(f"vehicle simulator on {where}: {name}, {len(sim.slots)} cyclic messages")
-        for skipped in sim.skipped_fd:
-            report(f"note: {skipped} is CAN FD and the bus is not (-i virtual, or --fd): not sent")
-        interactive = sys.stdin is not None and sys.stdin.isatty()
         try:
+            for key, value in initial:
+                sim.set_text(key, value, 0.0)
+            driver.start()
+            where = spec.describe()
+            name = story.name if story is not None else "the van at rest"
+            report(f"vehicle simulator on {where}: {name}, {len(sim.slots)} cyclic messages")
+            for skipped in sim.skipped_fd:
+                report(
+                    f"note: {skipped} is CAN FD and the bus is not (-i virtual, or --fd): not sent"
+                )
+            interactive = sys.stdin is not None and sys.stdin.isatty()
             if not args.no_prompt and sys.stdin is not None:
                 if interactive:
                     report(PROMPT_HELP)
@@ -116,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
             else:
                 threading.Event().wait()
         except _Stop:
-            pass
+            pass  # Ctrl-C or SIGTERM, at any point after the handlers are in place
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)

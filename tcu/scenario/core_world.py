@@ -59,10 +59,10 @@ class CoreWorld:
     """TCU core + services on a virtual clock; see the module docstring for what it covers."""
 
     def __init__(self, case: Case, options: WorldOptions) -> None:
-        if options.broker != "embedded":
+        if options.broker != "memory":
             raise ConfigError(
                 f"--broker {options.broker}: the scenario world in use (CoreWorld: TCU core and "
-                "services only) runs no broker; it takes only --broker embedded"
+                "services only) runs no broker; it takes only --broker memory"
             )
         self.case = case
         setup = reference_setup()

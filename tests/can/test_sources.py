@@ -43,6 +43,7 @@ def test_garbled_candump_lines_are_counted_and_skipped(tmp_path: Path) -> None:
     assert source.bad_examples[1].startswith(f"{f}:3:")
 
 
+@pytest.mark.skipif(not FIXTURES, reason="shared fixtures not present")
 def test_garbled_asc_line_keeps_the_header_timestamps(tmp_path: Path) -> None:
     lines = (PYCAN_FIXTURES / "logfile.asc").read_text().splitlines(True)
     damaged = [*lines[:8], "   1.0 1  ZZZ Rx d 8 00 11\n", *lines[8:]]

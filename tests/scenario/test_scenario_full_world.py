@@ -229,11 +229,6 @@ def test_records_lost_in_a_dead_zone_would_show_in_the_backend_diff() -> None:
 # -- the world itself ---------------------------------------------------------------------
 
 
-def test_mosquitto_is_refused_naming_what_is_missing() -> None:
-    with pytest.raises(ConfigError, match=r"--broker mosquitto: .*MQTT transport"):
-        FullWorld(shipped("resilience.yaml::broker restart"), WorldOptions(broker="mosquitto"))
-
-
 def test_a_heartbeat_it_cannot_send_fails_the_case() -> None:
     c = case(
         "name: heartbeat\nvehicle: {reporting: {heartbeat_period_s: 60}}\n"

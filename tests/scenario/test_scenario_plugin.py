@@ -116,6 +116,14 @@ def test_an_invalid_file_fails_collection_with_its_position(suite: pytest.Pytest
 
 
 def test_the_broker_option_reaches_the_world(suite: pytest.Pytester) -> None:
-    result = suite.runpytest("scenarios", "--scenario-broker", "mosquitto", "-m", "charging")
+    result = suite.runpytest(
+        "scenarios",
+        "--scenario-broker",
+        "embedded",
+        "--scenario-world",
+        "tcu.scenario.core_world:CoreWorld",
+        "-m",
+        "charging",
+    )
     result.assert_outcomes(failed=1, deselected=1)
-    result.stdout.fnmatch_lines(["*error: --broker mosquitto: *FullWorld*"])
+    result.stdout.fnmatch_lines(["*error: --broker embedded: *CoreWorld*"])

@@ -119,7 +119,7 @@ def test_coreworld_refuses_another_broker() -> None:
             options=WorldOptions(broker="mosquitto"),
             factory=CoreWorld,
         )
-    with pytest.raises(ConfigError, match="expected one of embedded, mosquitto"):
+    with pytest.raises(ConfigError, match="expected one of memory, embedded, mosquitto"):
         WorldOptions(broker="rabbit")
 
 
