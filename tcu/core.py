@@ -102,11 +102,9 @@ class TcuCore:
         if slot is None:
             self._stats.unknown_id_frames += 1
             return NO_ACTIONS
-        slot.seen = now
         data = msg.data
         if data == slot.last:
-            slot.last_page.seen = now
-            self._stats.unchanged_frames += 1
+            slot.last_page.seen = now  # the slot itself, or the multiplexed page it carried
             return NO_ACTIONS
         changed = self.decoder.decode(slot, data, now)
         if not changed or not self.parts:
@@ -142,10 +140,12 @@ class TcuCore:
 
     def summary_counts(self) -> dict[str, int]:
         s = self._stats
+        c = self.counts
+        used = s.decoded_frames + s.unknown_id_frames + s.bad_frames
         return {
-            "frames": self.counts.frames,
+            "frames": c.frames,
             "decoded_frames": s.decoded_frames,
-            "unchanged_frames": s.unchanged_frames,
+            "unchanged_frames": c.frames - used - c.error_frames - c.remote_frames,
             "unknown_id_frames": s.unknown_id_frames,
             "bad_frames": s.bad_frames,
             "error_frames": self.counts.error_frames,

@@ -83,7 +83,6 @@ class DecodeStats:
     decoded_frames: int = 0
     unknown_id_frames: int = 0
     bad_frames: int = 0
-    unchanged_frames: int = 0
 
 
 class FrameDecoder:
@@ -108,6 +107,7 @@ class FrameDecoder:
         again while its pages' contents stay the same.
         """
         key = bytes(data)
+        slot.seen = now
         if slot.mux_names:
             hit = slot.cache.get(key)
             if hit is not None:
@@ -116,7 +116,6 @@ class FrameDecoder:
                 slot.last = key
                 slot.last_page = cached
                 if cached.last == key:
-                    self.stats.unchanged_frames += 1
                     return []
                 cached.last = key
                 return self._apply(slot, cached, cached_values)
@@ -128,7 +127,6 @@ class FrameDecoder:
             masked = int.from_bytes(key, "little") & slot.mask
             if masked == slot.masked_last:
                 slot.last = key
-                self.stats.unchanged_frames += 1
                 return []
         try:
             values = slot.message.decode(
@@ -162,19 +160,6 @@ class FrameDecoder:
             if update(b.path, b.to_value(float(phys)), page):
                 changed.append(b.path)
         return changed
-
-    def feed(self, key: int, data: bytes | bytearray, now: float) -> list[str] | None:
-        """One frame by table key; None when the id is not mapped. (The core inlines this.)"""
-        slot = self.slots.get(key)
-        if slot is None:
-            self.stats.unknown_id_frames += 1
-            return None
-        slot.seen = now
-        if data == slot.last:
-            slot.last_page.seen = now
-            self.stats.unchanged_frames += 1
-            return []
-        return self.decode(slot, data, now)
 
     def _bad(self, slot: Slot, now: float, why: str) -> None:
         self.stats.bad_frames += 1

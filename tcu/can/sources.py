@@ -180,13 +180,11 @@ class TraceSource:
 
     def _iter_binary(self) -> Iterator[can.Message]:
         reader = self._open_binary()
-        index = 0
         try:
-            for index, msg in enumerate(reader, 1):  # noqa: B007 - index is read below
-                yield msg
+            yield from reader
         except Exception as e:  # noqa: BLE001 - a damaged object ends a binary file
             self.truncated = True
-            self._bad(f"object {index + 1}", e)
+            self._bad("after the last good frame", e)
         finally:
             reader.stop()
 
