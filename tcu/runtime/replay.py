@@ -67,6 +67,7 @@ class ReplayDriver:
         self._n = 0
         self._wall_start: float | None = None
         self._pace: tuple[float, float] | None = None
+        self._next_event = float("inf")  # the earliest scheduled event (a cache of the heap)
 
     def schedule(self, t: float, event: Any) -> None:
         """Hand ``event`` to the core at vehicle time ``t``.
@@ -76,6 +77,8 @@ class ReplayDriver:
         actions, which go to ``on_action`` like the core's own.
         """
         heapq.heappush(self._queue, (t, next(self._seq), event))
+        if t < self._next_event:
+            self._next_event = t
 
     def _emit(self, actions: list[Action], now: float) -> None:
         if self.on_action is not None:
@@ -91,6 +94,7 @@ class ReplayDriver:
             t_timer = core.next_deadline
             t = min(t_event, t_timer)
             if t > until:
+                self._next_event = t_event
                 break
             t = max(t, self.now)
             self.now = t
@@ -119,7 +123,6 @@ class ReplayDriver:
         stats = self.stats
         start = self.start if self.start is not None else float("-inf")
         stop = self.stop if self.stop is not None else float("inf")
-        queue = self._queue
         on_action = self.on_action
         progress = self.on_progress
         speed = self.speed
@@ -144,7 +147,7 @@ class ReplayDriver:
                     continue
                 if now > stop:
                     return False
-                if (queue and queue[0][0] <= now) or core.next_deadline <= now:
+                if self._next_event <= now or core.next_deadline <= now:
                     self.advance(now)
                     if self.core is not core:  # the TCU restarted (a scenario's power cycle)
                         core = self.core
@@ -161,9 +164,10 @@ class ReplayDriver:
                 if actions and on_action is not None:
                     for a in actions:
                         on_action(a, now)
-                n += 1
-                if progress is not None and not n & 0xFFF:
-                    progress(n, now)
+                if progress is not None:
+                    n += 1
+                    if not n & 0xFFF:
+                        progress(n, now)
         finally:
             self._last, self._n = last, n
         return True
@@ -186,6 +190,7 @@ class ReplayDriver:
                 )
         queue[:] = kept
         heapq.heapify(queue)
+        self._next_event = queue[0][0] if queue else float("inf")
         stats.vehicle_time_s = end - (0.0 if self.start is None else max(0.0, self.start))
         wall_start = self._wall_start if self._wall_start is not None else self.clock()
         stats.wall_s = self.clock() - wall_start

@@ -19,21 +19,17 @@ counters) raises ``NotSupported``: the case fails saying so, never passes unchec
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from dataclasses import replace
-from functools import cache
 from typing import Any
 
 import can
 
-from tcu.can.encoder import FrameEncoder
-from tcu.can.setup import BusSetup, load_bus_setup
-from tcu.can.sources import open_trace
 from tcu.core import TcuCore
 from tcu.errors import ConfigError
 from tcu.events import Action, Command, Dispatch, Emit, Log, SendFrame, ServiceActivation
 from tcu.runtime.replay import ReplayDriver
-from tcu.scenario.model import Case, CommandSpec, Expectation, Step, StorylineSpec, TraceSpec
+from tcu.scenario.bus import open_bus, reference_encoder, reference_setup
+from tcu.scenario.model import Case, CommandSpec, Expectation, Step
 from tcu.scenario.world import NotSupported, Observation, WorldOptions, check
 from tcu.services.config import parse_hhmm
 from tcu.services.part import ServicesPart
@@ -42,17 +38,6 @@ from tcu.vehicle.catalogue import LATITUDE, LONGITUDE
 UNHANDLED = "no part handles "
 NO_LINK = "CoreWorld has no SIM link, broker or backend"
 NO_TELEMETRY = "CoreWorld has no telemetry, SIM link or backend"
-
-
-@cache
-def reference_setup() -> BusSetup:
-    return load_bus_setup()
-
-
-@cache
-def reference_encoder() -> FrameEncoder:
-    setup = reference_setup()
-    return FrameEncoder(setup.db, setup.mapping)
 
 
 class CoreWorld:
@@ -67,12 +52,7 @@ class CoreWorld:
         self.case = case
         setup = reference_setup()
         self.core = TcuCore(setup.mapping)
-        self._frames: Iterator[can.Message] = iter(())
-        self._next: can.Message | None = None
-        self._next_t = 0.0
-        self._t0 = 0.0
-        self._last_t = 0.0
-        origin = self._open(case)
+        self.bus, origin = open_bus(case)
         config = case.vehicle.config
         if origin is not None and not case.vehicle.start_given:
             config = replace(config, origin_epoch=origin)
@@ -89,41 +69,6 @@ class CoreWorld:
 
     # -- the bus ------------------------------------------------------------------------
 
-    def _open(self, case: Case) -> float | None:
-        source = case.source
-        if isinstance(source, TraceSpec):
-            self._frames = iter(open_trace(source.path))
-            self._pull()
-            if self._next is None:
-                return None
-            self._t0 = self._next.timestamp
-            self._next_t = self._last_t = 0.0
-            return self._t0
-        if isinstance(source, StorylineSpec):
-            from tcu.storyline import get
-            from tcu.storyline.generator import frames
-
-            story = get(source.name)
-            self._t0 = story.start_epoch + source.start
-            self._frames = frames(
-                story,
-                reference_encoder(),
-                seed=source.seed,
-                t_from=source.start,
-                duration=source.duration,
-            )
-            self._pull()
-            return self._t0
-        return None
-
-    def _pull(self) -> None:
-        msg = next(self._frames, None)
-        self._next = msg
-        if msg is not None:
-            t = msg.timestamp - self._t0
-            self._next_t = t if t >= self._last_t else self._last_t
-            self._last_t = self._next_t
-
     # -- the World protocol ---------------------------------------------------------------
 
     def advance(self, until: float) -> None:
@@ -131,8 +76,9 @@ class CoreWorld:
         driver = self.driver
         frame = core.frame
         on_action = self._on_action
-        while self._next is not None and self._next_t <= until:
-            msg, t = self._next, self._next_t
+        bus = self.bus
+        while bus.next is not None and bus.next_t <= until:
+            msg, t = bus.next, bus.next_t
             if core.next_deadline <= t:
                 driver.advance(t)
             driver.now = t
@@ -140,7 +86,7 @@ class CoreWorld:
             if actions:
                 for a in actions:
                     on_action(a, t)
-            self._pull()
+            bus.pull()
         driver.advance(until)
 
     def apply(self, step: Step, now: float) -> None:
@@ -231,16 +177,14 @@ class CoreWorld:
     def finish(self, until: float | None) -> float:
         if until is None:
             until = self.driver.now
-            while self._next is not None:
-                until = self._next_t
+            while self.bus.next is not None:
+                until = self.bus.next_t
                 self.advance(until)
         self.advance(until)
         return until
 
     def close(self) -> None:
-        close = getattr(self._frames, "close", None)
-        if close is not None:
-            close()
+        self.bus.close()
 
     # -- plumbing -----------------------------------------------------------------------
 

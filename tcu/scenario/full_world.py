@@ -36,8 +36,8 @@ import os
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +52,9 @@ from tcu.runtime.assembly import Tcu
 from tcu.runtime.relay import BrokerRelay
 from tcu.runtime.session import DEFAULT_HOME_PLMN
 from tcu.runtime.world import IdealLink, World
-from tcu.scenario.core_world import UNHANDLED, reference_encoder, reference_setup
-from tcu.scenario.model import Case, CommandSpec, Expectation, Step, StorylineSpec, TraceSpec
+from tcu.scenario.bus import open_bus, reference_setup
+from tcu.scenario.core_world import UNHANDLED
+from tcu.scenario.model import Case, CommandSpec, Expectation, Step
 from tcu.scenario.world import NotSupported, Observation, WorldOptions, check
 from tcu.services.sessions import Transition
 from tcu.services.verdicts import Verdict
@@ -86,62 +87,6 @@ class _Boot:
     tcu: Tcu
     queue: UplinkQueue
     downlink: DownlinkPart | None
-
-
-@dataclass(slots=True)
-class _Bus:
-    """The case's frames in vehicle time, one frame looked ahead."""
-
-    frames: Iterator[can.Message] = field(default_factory=lambda: iter(()))
-    t0: float = 0.0
-    next: can.Message | None = None
-    next_t: float = 0.0
-    last_t: float = 0.0
-
-    def pull(self) -> None:
-        msg = next(self.frames, None)
-        self.next = msg
-        if msg is not None:
-            t = msg.timestamp - self.t0
-            self.next_t = t if t >= self.last_t else self.last_t
-            self.last_t = self.next_t
-
-    def close(self) -> None:
-        close = getattr(self.frames, "close", None)
-        if close is not None:
-            close()
-
-
-def open_bus(case: Case) -> tuple[_Bus, float | None]:
-    """The case's bus and the UTC epoch of its vehicle time 0 (None: silent bus)."""
-    source = case.source
-    bus = _Bus()
-    if isinstance(source, TraceSpec):
-        from tcu.can.sources import open_trace
-
-        bus.frames = iter(open_trace(source.path))
-        bus.pull()
-        if bus.next is None:
-            return bus, None
-        bus.t0 = bus.next.timestamp
-        bus.next_t = bus.last_t = 0.0
-        return bus, bus.t0
-    if isinstance(source, StorylineSpec):
-        from tcu.storyline import get
-        from tcu.storyline.generator import frames
-
-        story = get(source.name)
-        bus.t0 = story.start_epoch + source.start
-        bus.frames = frames(
-            story,
-            reference_encoder(),
-            seed=source.seed,
-            t_from=source.start,
-            duration=source.duration,
-        )
-        bus.pull()
-        return bus, bus.t0
-    return bus, None
 
 
 class _ServicesTap:
