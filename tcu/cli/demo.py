@@ -16,16 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from tcu.output import table
-from tcu.runtime.mqtt import BrokerURL
+from tcu.runtime.mqtt import add_broker_arguments, broker_from_args
 from tcu.runtime.online import OnlineOptions, OnlineReport, reference_traces, run_online
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("demo", help="replay the reference van through signed MQTT telemetry")
-    p.add_argument(
-        "--broker",
-        help="mqtt://HOST:PORT of a broker to use instead of the embedded one",
-    )
+    add_broker_arguments(p)
     p.add_argument(
         "--trace",
         action="append",
@@ -38,7 +35,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.ERROR, format="%(name)s: %(message)s")
-    broker = BrokerURL.parse(args.broker) if args.broker else None
+    broker = broker_from_args(args) if args.broker else None
     opts = OnlineOptions(traces=reference_traces(tuple(args.trace)), broker=broker)
     say = (lambda s: None) if args.json else (lambda s: print(f"- {s}", flush=True))
     report = run_online(opts, say=say)

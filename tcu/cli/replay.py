@@ -11,6 +11,7 @@ from typing import Any
 from tcu.bench.player import add_to_bus_arguments, run_to_bus
 from tcu.errors import ConfigError
 from tcu.output import Progress, table
+from tcu.runtime.mqtt import add_broker_arguments, broker_from_args
 from tcu.runtime.session import ReplayOptions, ReplayReport, replay_file
 
 
@@ -34,12 +35,7 @@ def register(sub: Any) -> None:
     p.add_argument("--out-trace", help="write the TCU's own CAN frames to this file")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     online = p.add_argument_group("through a real MQTT broker")
-    online.add_argument(
-        "--broker", help="mqtt://HOST:PORT or mqtts://...: send telemetry through this broker"
-    )
-    online.add_argument("--cafile", help="CA certificate for mqtts://")
-    online.add_argument("--certfile", help="client certificate for mqtts://")
-    online.add_argument("--keyfile", help="client key for mqtts://")
+    add_broker_arguments(online)
     online.add_argument(
         "--keystore", help="the vehicle's keystore (tcu provision); default: a fresh one"
     )
@@ -88,7 +84,6 @@ def run(args: argparse.Namespace) -> int:
 
 def run_broker(args: argparse.Namespace) -> int:
     from tcu.cli.demo import render as render_online
-    from tcu.runtime.mqtt import BrokerURL
     from tcu.runtime.online import OnlineOptions, run_online
 
     for opt in ("speed", "start", "stop", "out_trace"):
@@ -96,7 +91,7 @@ def run_broker(args: argparse.Namespace) -> int:
             raise ConfigError(f"--{opt.replace('_', '-')} is not available with --broker")
     if args.command or args.realtime:
         raise ConfigError("--command and --realtime are not available with --broker")
-    broker = BrokerURL.parse(args.broker, ca=args.cafile, cert=args.certfile, key=args.keyfile)
+    broker = broker_from_args(args)
     opts = OnlineOptions(
         traces=(Path(args.trace),),
         broker=broker,

@@ -28,7 +28,7 @@ from typing import Any
 
 from cloud_stub.broker import EmbeddedBroker, mqtt_answers
 from cloud_stub.errors import CloudError
-from cloud_stub.service import Backend
+from cloud_stub.service import Backend, TlsFiles
 from tcu.can.setup import load_bus_setup
 from tcu.can.sources import open_trace
 from tcu.errors import ConfigError, TcuError
@@ -215,7 +215,14 @@ class OnlineReplay:
                     "backend (tcu provision --vin VIN --backend-data DIR)"
                 )
             return load_identity(self.opts.keystore)
-        backend = Backend(broker.url, workdir / "backend", clock=self.vehicle_clock)
+        tls = None
+        if broker.tls:
+            tls = TlsFiles(
+                cafile=str(broker.ca) if broker.ca else None,
+                certfile=str(broker.cert) if broker.cert else None,
+                keyfile=str(broker.key) if broker.key else None,
+            )
+        backend = Backend(broker.url, workdir / "backend", clock=self.vehicle_clock, tls=tls)
         try:
             await backend.start(timeout=15.0)
         except CloudError as exc:
