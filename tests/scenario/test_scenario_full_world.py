@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from tcu.can.sources import open_trace
-from tcu.errors import ConfigError
 from tcu.scenario.full_world import FullWorld
 from tcu.scenario.loader import load_paths, load_text
 from tcu.scenario.model import Case, Expectation, Step
