@@ -141,6 +141,7 @@ class Backend:
         self._stats_saved_at = 0.0
         self._pending: set[asyncio.Task[None]] = set()
         self.connections = 0
+        self._deactivating: dict[str, str] = {}  # vin -> deactivate command id
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -233,6 +234,11 @@ class Backend:
                 await self._send_reply(client, reply)
             else:
                 log.info("refused %s: %s (%s)", reply.topic, reply.reason, reply.detail)
+        for vin, command_id in list(self._deactivating.items()):
+            if self.store.service_stopped(vin, command_id):
+                del self._deactivating[vin]
+                self.registry.deactivate(vin)
+                log.info("%s stopped its service: deactivated", vin)
         if time.monotonic() - self._stats_saved_at > _STATS_EVERY_S:
             self.save_stats()
 
@@ -283,13 +289,20 @@ class Backend:
 
     async def activate(self, vin: str) -> SignedDownlink:
         """Mark the service active and tell the vehicle."""
+        self._deactivating.pop(vin, None)
         self.registry.activate(vin)
         return await self.send_command(vin, "activate")
 
     async def deactivate(self, vin: str) -> SignedDownlink:
-        """Mark the service inactive and tell the vehicle."""
-        self.registry.deactivate(vin)
-        return await self.send_command(vin, "deactivate")
+        """Tell the vehicle to stop; mark the service inactive once it has.
+
+        The vehicle's last record (its ``service`` record naming this command) and every
+        record before it are still taken; the registry switches the service off when they
+        are stored (`Store.service_stopped`), so nothing the vehicle sent is refused.
+        """
+        signed = await self.send_command(vin, "deactivate")
+        self._deactivating[vin] = signed.downlink.command_id
+        return signed
 
     # --- counters ---------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from typing import Any, Final, Self
 import cbor2
 
 from cloud_stub.db import connect
+from tcu.telemetry.records import KIND_CODES
 from tcu.telemetry.schema import BatchMessage, StatusMessage, dumps
 
 __all__ = ["BatchResult", "Progress", "Store", "StoredRecord"]
@@ -266,6 +267,29 @@ class Store:
             StoredRecord(vin=vin, epoch=epoch, seq=s, t_ms=t, kind=k, body=cbor2.loads(b))
             for s, t, k, b in rows
         ]
+
+    def service_stopped(self, vin: str, command_id: str) -> bool:
+        """Whether the vehicle's record of stopping on ``command_id`` is stored, with all before it.
+
+        A deactivated TCU ends its service with a ``service`` record (``active`` false,
+        naming the command). Until that record and every record before it are stored, the
+        backend must keep taking the vehicle's telemetry, or that last record is refused
+        and resent for ever.
+        """
+        rows = self._db.execute(
+            "SELECT r.seq, r.body, p.acked FROM records r JOIN progress p"
+            " ON p.vin = r.vin AND p.epoch = r.epoch WHERE r.vin = ? AND r.kind = ?",
+            (vin, KIND_CODES["service"]),
+        ).fetchall()
+        for seq, body, acked in rows:
+            fields = cbor2.loads(body)
+            if (
+                fields.get("command_id") == command_id
+                and fields.get("active") is False
+                and seq <= acked
+            ):
+                return True
+        return False
 
     def progress(self) -> list[Progress]:
         rows = self._db.execute(

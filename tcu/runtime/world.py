@@ -53,7 +53,6 @@ from tcu.services import VehicleConfig
 from tcu.telemetry.identity import load_identity, provision
 from tcu.telemetry.outbox import Outbox
 from tcu.telemetry.policy import TelemetryConfig
-from tcu.telemetry.records import KIND_CODES
 from tcu.telemetry.uplink import UplinkQueue
 from tcu.vehicle import catalogue as cat
 
@@ -427,19 +426,9 @@ class World:
 
     def _check_deactivated(self) -> None:
         vin = self.identity.vin
-        for p in self.store.progress():
-            if p.vin != vin:
-                continue
-            for r in self.store.records(vin, p.epoch):
-                if (
-                    r.kind == KIND_CODES["service"]
-                    and r.body.get("command_id") == self._deactivating
-                    and r.body.get("active") is False
-                    and r.seq <= p.acked
-                ):
-                    self._deactivating = None
-                    self.registry.deactivate(vin)
-                    return
+        if self._deactivating is not None and self.store.service_stopped(vin, self._deactivating):
+            self._deactivating = None
+            self.registry.deactivate(vin)
 
     def deliver_downlink(self, payload: bytes, now: float) -> None:
         """Bytes on the commands topic, signed or not: they reach the TCU when it is online."""

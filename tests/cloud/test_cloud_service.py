@@ -27,6 +27,7 @@ from cloud_stub.errors import BrokerError
 from cloud_stub.service import Backend, TlsFiles, read_stats
 from cloud_stub.testing import VehicleDouble
 from tcu.telemetry.cose import VerifyKey
+from tcu.telemetry.schema import BatchMessage, encode_batch
 
 VIN = "WV1ZZZ7HZLH000001"
 NOW = 1_767_225_600
@@ -125,17 +126,34 @@ async def test_command_reaches_the_vehicle_and_its_result_is_stored(
 async def test_activation_flips_the_registry_and_tells_the_vehicle(
     broker: BrokerHandle, backend: Backend, backend_public: VerifyKey
 ) -> None:
-    VehicleDouble(VIN).register(backend.registry, active=False)
+    vehicle = VehicleDouble(VIN)
+    vehicle.register(backend.registry, active=False)
     async with vehicle_client(broker) as client:
         await client.subscribe(f"vehicles/{VIN}/commands", qos=1)
         await backend.activate(VIN)
         _, first = await next_payload(client)
         await backend.deactivate(VIN)
         _, second = await next_payload(client)
-
-    names = [VehicleDouble.read_downlink(p, backend_public) for p in (first, second)]
-    assert [(n.name, n.counter) for n in names] == [("activate", 1), ("deactivate", 2)]
-    assert backend.registry.is_active(VIN) is False
+        names = [VehicleDouble.read_downlink(p, backend_public) for p in (first, second)]
+        assert [(n.name, n.counter) for n in names] == [("activate", 1), ("deactivate", 2)]
+        # the vehicle's last records are still taken: it says it stopped in one of them
+        assert backend.registry.is_active(VIN) is True
+        last = BatchMessage(
+            vin=VIN,
+            epoch=1,
+            records=(
+                vehicle.record(1, 1),
+                vehicle.record(
+                    1,
+                    2,
+                    kind="service",
+                    body={"active": False, "command_id": names[1].command_id},
+                ),
+            ),
+        )
+        await client.publish(vehicle.telemetry_topic, vehicle.sign(encode_batch(last)), qos=1)
+        await eventually(lambda: not backend.registry.is_active(VIN), "service switched off")
+    assert backend.store.count_records(VIN) == 2
 
 
 async def test_batches_sent_while_the_backend_is_away_arrive_when_it_returns(
