@@ -70,7 +70,8 @@ from tcu.core import TcuCore
 from tcu.events import Action, Dispatch, SignalOverride, StoreRecords
 from tcu.events import Publish as TcuPublish
 from tcu.runtime.assembly import Tcu, build_tcu
-from tcu.runtime.mqtt import Backoff, BrokerURL, TelemetryUplink
+from tcu.runtime.backoff import Backoff
+from tcu.runtime.mqtt import BrokerURL, TelemetryUplink
 from tcu.runtime.online import reference_traces
 from tcu.runtime.replay import ReplayDriver
 from tcu.runtime.session import ReplayOptions, replay_file

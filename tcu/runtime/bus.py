@@ -17,8 +17,8 @@ then on reads nothing; garbage from the adapter (python-can's slcan parser raise
 ``BusHealth`` counts what the bus reports about itself. Error frames are classified with
 the SocketCAN layout (``linux/can/error.h``: the class in the identifier, controller state
 in byte 1), which python-can's socketcan, virtual and udp_multicast interfaces carry as
-is; other interfaces' error frames are counted, not classified. ``Backoff`` is the reopen
-schedule: exponential, bounded, reset by a successful open.
+is; other interfaces' error frames are counted, not classified. The live driver reopens
+a lost bus on a ``tcu.runtime.backoff.Backoff`` schedule, reset by a successful open.
 """
 
 from __future__ import annotations
@@ -418,26 +418,3 @@ class BusHealth:
             "send_errors": self.send_errors,
             "bad_input": self.bad_input,
         }
-
-
-@dataclass(slots=True)
-class Backoff:
-    """Exponential, bounded delays between reopen attempts; ``reset`` after a success."""
-
-    initial: float = 0.1
-    factor: float = 2.0
-    maximum: float = 5.0
-    _next: float = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        if not (0 < self.initial <= self.maximum) or self.factor < 1:
-            raise ValueError("backoff needs 0 < initial <= maximum and factor >= 1")
-        self._next = self.initial
-
-    def next_delay(self) -> float:
-        delay = self._next
-        self._next = min(self.maximum, delay * self.factor)
-        return delay
-
-    def reset(self) -> None:
-        self._next = self.initial

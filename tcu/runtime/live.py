@@ -48,9 +48,9 @@ from tcu.events import Action, Dispatch, Log, Publish, SendFrame, StoreRecords, 
 from tcu.link.model import Link, LinkConfig, Position
 from tcu.link.proxy import LinkProxy
 from tcu.runtime.assembly import build_tcu
+from tcu.runtime.backoff import Backoff
 from tcu.runtime.bus import (
     SOCKETCAN_LAYOUT,
-    Backoff,
     BusHealth,
     BusSpec,
     GuardedBus,
@@ -111,7 +111,7 @@ class LiveDriver:
         self.listen_only = spec.listen_only
         self.on_action = on_action
         self.on_report = on_report
-        self.backoff = backoff or Backoff()
+        self.backoff = backoff or Backoff(0.1, 5.0, jitter=False)
         self.opener = opener
         self.clock = clock
         self.notifier_timeout = notifier_timeout
@@ -367,7 +367,7 @@ class LiveDriver:
                     self.health.open_failures += 1
                     failures = self.health.open_failures
                     if failures <= 3 or failures % 10 == 0:
-                        wait = min(delay * self.backoff.factor, self.backoff.maximum)
+                        wait = self.backoff.ceiling(self.backoff.attempt)
                         self._report(f"warning: reopen failed, next try in {wait:.2g} s: {e}")
                     continue
                 if self._stopping.is_set():

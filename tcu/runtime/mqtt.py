@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import socket
 import ssl
 import time
@@ -44,6 +43,7 @@ from paho.mqtt.properties import Properties
 
 from tcu.errors import ConfigError
 from tcu.events import Downlink, Publish
+from tcu.runtime.backoff import Backoff
 from tcu.telemetry.identity import VehicleIdentity
 from tcu.telemetry.outbox import Outbox
 from tcu.telemetry.uplink import UplinkQueue
@@ -147,25 +147,6 @@ def broker_from_args(args: Any) -> BrokerURL:
 
 
 # --- backoff ---------------------------------------------------------------------------------
-
-
-class Backoff:
-    """Exponential backoff with full jitter: uniform(0, min(cap, base * 2**attempt))."""
-
-    def __init__(
-        self, base: float = 0.5, cap: float = 30.0, rng: random.Random | None = None
-    ) -> None:
-        if not 0 < base <= cap:
-            raise ConfigError(f"backoff needs 0 < base <= cap, got base {base}, cap {cap}")
-        self.base = base
-        self.cap = cap
-        self.rng = rng if rng is not None else random.Random()
-
-    def ceiling(self, attempt: int) -> float:
-        return min(self.cap, self.base * 2.0 ** min(attempt, 62))
-
-    def delay(self, attempt: int) -> float:
-        return self.rng.uniform(0.0, self.ceiling(attempt))
 
 
 # --- topics ----------------------------------------------------------------------------------

@@ -17,9 +17,9 @@ import can
 import pytest
 
 from tcu.cli.main import main
-from tcu.errors import BusError
+from tcu.errors import BusError, ConfigError
+from tcu.runtime.backoff import Backoff
 from tcu.runtime.bus import (
-    Backoff,
     BusSpec,
     GuardedBus,
     classify_error_frame,
@@ -94,7 +94,7 @@ async def test_error_frames_are_counted_and_bus_off_reopens_the_bus(
     reports: list[str] = []
     spec = resolve_bus(interface="virtual", channel=channel)
     session = LiveSession(
-        LiveOptions(bus=spec), on_report=reports.append, backoff=Backoff(initial=0.02)
+        LiveOptions(bus=spec), on_report=reports.append, backoff=Backoff(0.02, 5.0, jitter=False)
     )
     driver = session.driver
     task = asyncio.create_task(session.run())
@@ -206,12 +206,12 @@ def test_bus_configuration_mistakes_are_errors(
 
 
 def test_backoff_doubles_up_to_its_bound_and_resets() -> None:
-    b = Backoff(initial=0.1, maximum=0.5)
+    b = Backoff(0.1, 0.5, jitter=False)
     assert [b.next_delay() for _ in range(5)] == [0.1, 0.2, 0.4, 0.5, 0.5]
     b.reset()
     assert b.next_delay() == 0.1
-    with pytest.raises(ValueError):
-        Backoff(initial=1.0, maximum=0.5)
+    with pytest.raises(ConfigError):
+        Backoff(1.0, 0.5)
 
 
 def test_run_with_a_bad_interface_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:

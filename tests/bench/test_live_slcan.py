@@ -29,7 +29,8 @@ from tcu.bench.vehicle_sim import SimDriver, VehicleSim
 from tcu.can.encoder import FrameEncoder
 from tcu.can.setup import load_bus_setup
 from tcu.events import Command
-from tcu.runtime.bus import Backoff, BusSpec
+from tcu.runtime.backoff import Backoff
+from tcu.runtime.bus import BusSpec
 from tcu.runtime.live import LiveOptions, LiveReport, LiveSession
 from tcu.runtime.mqtt import BrokerURL
 from tcu.telemetry.identity import provision
@@ -186,7 +187,7 @@ async def test_an_unplugged_adapter_is_reopened_and_the_outbox_is_intact(
     session = LiveSession(
         LiveOptions(bus=bench.spec(), outbox=outbox_path, snapshot_period=0.2, lock_timeout_s=1.0),
         on_report=reports.append,
-        backoff=Backoff(initial=0.02, maximum=0.1),
+        backoff=Backoff(0.02, 0.1, jitter=False),
     )
     driver = session.driver
     task = asyncio.create_task(session.run())

@@ -33,7 +33,8 @@ from cloud_stub.store import Store
 from tcu.can.setup import load_bus_setup
 from tcu.events import Action, Dispatch, Publish, SignalOverride, StoreRecords
 from tcu.runtime.assembly import Tcu, build_tcu
-from tcu.runtime.mqtt import Backoff, BrokerURL, TelemetryUplink
+from tcu.runtime.backoff import Backoff
+from tcu.runtime.mqtt import BrokerURL, TelemetryUplink
 from tcu.runtime.replay import ReplayDriver
 from tcu.services import VehicleConfig
 from tcu.telemetry.cose import VerifyKey, verify1

@@ -16,7 +16,8 @@ from amqtt.broker import Broker
 
 from tcu.errors import ConfigError
 from tcu.events import Ack, Downlink, Publish
-from tcu.runtime.mqtt import Backoff, BrokerURL, TelemetryUplink
+from tcu.runtime.backoff import Backoff
+from tcu.runtime.mqtt import BrokerURL, TelemetryUplink
 from tcu.telemetry.cose import generate_key, key_id, sign1, verify1
 from tcu.telemetry.identity import VehicleIdentity
 from tcu.telemetry.outbox import Outbox
