@@ -8,14 +8,13 @@ summary shows what was produced, sent, verified and stored, refused and lost.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import sys
 from pathlib import Path
 from typing import Any
 
-from tcu.output import table
+from tcu.output import shown_path, table
 from tcu.runtime.mqtt import add_broker_arguments, broker_from_args
 from tcu.runtime.online import OnlineOptions, OnlineReport, reference_traces, run_online
 
@@ -49,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
 def render(report: OnlineReport) -> str:
     rows = [
         (
-            _short(t.trace),
+            shown_path(Path(t.trace)),
             t.frames,
             round(t.vehicle_time_s),
             t.epoch,
@@ -80,12 +79,6 @@ def render(report: OnlineReport) -> str:
     if not report.drained:
         out.append("warning: the outbox did not drain before the timeout")
     return "\n".join(out)
-
-
-def _short(path: str) -> str:
-    with contextlib.suppress(ValueError):
-        return str(Path(path).resolve().relative_to(Path.cwd()))
-    return path
 
 
 if __name__ == "__main__":  # pragma: no cover

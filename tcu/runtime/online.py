@@ -33,6 +33,7 @@ from tcu.can.setup import load_bus_setup
 from tcu.can.sources import open_trace
 from tcu.errors import ConfigError, TcuError
 from tcu.events import Action, Dispatch, Log, Publish, SendFrame, StoreRecords
+from tcu.output import shown_path
 from tcu.runtime.assembly import Tcu, build_tcu
 from tcu.runtime.mqtt import BrokerURL, TelemetryUplink
 from tcu.runtime.replay import ReplayDriver
@@ -288,7 +289,7 @@ class OnlineReplay:
             self.say("backend sent a signed activation; waiting for the TCU to accept it")
             await self._until(lambda: bool(tcu.telemetry and tcu.telemetry.active), 15.0)
             self.say("service active: the TCU starts sending")
-        self.say(f"replaying {trace}")
+        self.say(f"replaying {shown_path(trace)}")
         chunks = itertools.chain([first], frames) if first is not None else frames
         while True:
             chunk = list(itertools.islice(chunks, CHUNK))
