@@ -30,7 +30,14 @@ from tcu.events import Action, Command, Dispatch, Emit, Log, SendFrame, ServiceA
 from tcu.runtime.replay import ReplayDriver
 from tcu.scenario.bus import open_bus, reference_encoder, reference_setup
 from tcu.scenario.model import Case, CommandSpec, Expectation, Step
-from tcu.scenario.world import NotSupported, Observation, WorldOptions, check
+from tcu.scenario.world import (
+    NotSupported,
+    Observation,
+    WorldOptions,
+    check,
+    session_observation,
+    verdict_observation,
+)
 from tcu.services.config import parse_hhmm
 from tcu.services.part import ServicesPart
 from tcu.vehicle.catalogue import LATITUDE, LONGITUDE
@@ -118,42 +125,10 @@ class CoreWorld:
         kind = expectation.kind
         f = expectation.fields
         if kind == "verdict":
-            service = f["service"]
-            found = [v for v in self.services.verdicts if v.service == service]
-            if not found:
-                return check(expectation, None, f"no {service} verdict yet")
-            v = found[-1]
-            return check(
-                expectation,
-                {
-                    "service": v.service,
-                    "outcome": v.outcome,
-                    "reasons": list(v.codes),
-                    "warnings": list(v.warning_codes),
-                    "t": v.t,
-                },
-            )
+            return verdict_observation(expectation, self.services.verdicts, f["service"])
         if kind == "session":
-            service = f["service"]
-            moves = [t for t in self.services.transitions if t.service == service]
-            count = len({t.session_id for t in moves})
-            if not moves:
-                return check(
-                    expectation,
-                    {"service": service, "state": None, "reasons": [], "count": 0},
-                    f"no {service} session yet",
-                )
-            last = moves[-1]
-            return check(
-                expectation,
-                {
-                    "service": service,
-                    "state": last.to_state,
-                    "reasons": [r.code for r in last.reasons],
-                    "count": count,
-                    "session_id": last.session_id,
-                },
-            )
+            moves = [(0, t) for t in self.services.transitions]
+            return session_observation(expectation, moves, f["service"])
         if kind == "vehicle":
             state = self.core.state
             return check(expectation, {p: state.get(p, now) for p in f})

@@ -55,7 +55,14 @@ from tcu.runtime.world import IdealLink, World
 from tcu.scenario.bus import open_bus, reference_setup
 from tcu.scenario.core_world import UNHANDLED
 from tcu.scenario.model import Case, CommandSpec, Expectation, Step
-from tcu.scenario.world import NotSupported, Observation, WorldOptions, check
+from tcu.scenario.world import (
+    NotSupported,
+    Observation,
+    WorldOptions,
+    check,
+    session_observation,
+    verdict_observation,
+)
 from tcu.services.sessions import Transition
 from tcu.services.verdicts import Verdict
 from tcu.telemetry.downlink import DownlinkPart
@@ -426,40 +433,10 @@ class FullWorld:
     # -- observations ---------------------------------------------------------------------
 
     def _verdict(self, expectation: Expectation, service: str) -> Observation:
-        found = [v for v in self.verdicts() if v.service == service]
-        if not found:
-            return check(expectation, None, f"no {service} verdict yet")
-        v = found[-1]
-        return check(
-            expectation,
-            {
-                "service": v.service,
-                "outcome": v.outcome,
-                "reasons": list(v.codes),
-                "warnings": list(v.warning_codes),
-                "t": v.t,
-            },
-        )
+        return verdict_observation(expectation, self.verdicts(), service)
 
     def _session(self, expectation: Expectation, service: str) -> Observation:
-        moves = [(i, t) for i, t in self.transitions() if t.service == service]
-        if not moves:
-            return check(
-                expectation,
-                {"service": service, "state": None, "reasons": [], "count": 0},
-                f"no {service} session yet",
-            )
-        _, last = moves[-1]
-        return check(
-            expectation,
-            {
-                "service": service,
-                "state": last.to_state,
-                "reasons": [r.code for r in last.reasons],
-                "count": len({(i, t.session_id) for i, t in moves}),
-                "session_id": last.session_id,
-            },
-        )
+        return session_observation(expectation, self.transitions(), service)
 
     def _command_outcome(self, expectation: Expectation, name: str) -> Observation:
         sent = [s for s in self.sent if s.name == name]

@@ -26,7 +26,7 @@ from __future__ import annotations
 import importlib
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -184,3 +184,47 @@ def check(
         checks_list.append(FieldCheck(name=name, expected=want, actual=got, ok=ok))
     checks = tuple(checks_list)
     return Observation(actual=dict(actual), ok=all(c.ok for c in checks), fields=checks)
+
+
+def verdict_observation(
+    expectation: Expectation, verdicts: Sequence[Any], service: str
+) -> Observation:
+    """The newest verdict of ``service`` against what the expectation names."""
+    found = [v for v in verdicts if v.service == service]
+    if not found:
+        return check(expectation, None, f"no {service} verdict yet")
+    v = found[-1]
+    return check(
+        expectation,
+        {
+            "service": v.service,
+            "outcome": v.outcome,
+            "reasons": list(v.codes),
+            "warnings": list(v.warning_codes),
+            "t": v.t,
+        },
+    )
+
+
+def session_observation(
+    expectation: Expectation, moves: Sequence[tuple[int, Any]], service: str
+) -> Observation:
+    """The newest session of ``service``; ``moves`` are (boot, transition) in order."""
+    mine = [(boot, t) for boot, t in moves if t.service == service]
+    if not mine:
+        return check(
+            expectation,
+            {"service": service, "state": None, "reasons": [], "count": 0},
+            f"no {service} session yet",
+        )
+    _, last = mine[-1]
+    return check(
+        expectation,
+        {
+            "service": service,
+            "state": last.to_state,
+            "reasons": [r.code for r in last.reasons],
+            "count": len({(boot, t.session_id) for boot, t in mine}),
+            "session_id": last.session_id,
+        },
+    )
