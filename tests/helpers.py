@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "fixtures"
@@ -88,3 +92,13 @@ def write_mini(tmp: Path, mapping: str = MINI_MAPPING, dbc: str = MINI_DBC) -> t
     d.write_text(dbc)
     m.write_text(mapping)
     return d, m
+
+
+async def until(what: str, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait for ``predicate``; fail naming ``what`` if it does not come (a liveness bound)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+        await asyncio.sleep(0.01)

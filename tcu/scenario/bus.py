@@ -7,7 +7,7 @@ the time reached so far, one frame looked ahead so the world can advance up to i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -83,3 +83,16 @@ def open_bus(case: Case) -> tuple[CaseBus, float | None]:
         bus.pull()
         return bus, bus.t0
     return bus, None
+
+
+def finish_bus(
+    bus: CaseBus, advance: Callable[[float], None], now: float, until: float | None
+) -> float:
+    """Run a world to ``until``, or (None) to its bus's last frame; the time reached."""
+    if until is None:
+        until = now
+        while bus.next is not None:
+            until = bus.next_t
+            advance(until)
+    advance(until)
+    return until

@@ -28,7 +28,7 @@ from tcu.core import TcuCore
 from tcu.errors import ConfigError
 from tcu.events import Action, Command, Dispatch, Emit, Log, SendFrame, ServiceActivation
 from tcu.runtime.replay import ReplayDriver
-from tcu.scenario.bus import open_bus, reference_encoder, reference_setup
+from tcu.scenario.bus import finish_bus, open_bus, reference_encoder, reference_setup
 from tcu.scenario.model import Case, CommandSpec, Expectation, Step
 from tcu.scenario.world import (
     NotSupported,
@@ -150,13 +150,7 @@ class CoreWorld:
         raise NotSupported(kind, NO_LINK)
 
     def finish(self, until: float | None) -> float:
-        if until is None:
-            until = self.driver.now
-            while self.bus.next is not None:
-                until = self.bus.next_t
-                self.advance(until)
-        self.advance(until)
-        return until
+        return finish_bus(self.bus, self.advance, self.driver.now, until)
 
     def close(self) -> None:
         self.bus.close()

@@ -52,7 +52,7 @@ from tcu.runtime.assembly import Tcu
 from tcu.runtime.relay import BrokerRelay
 from tcu.runtime.session import DEFAULT_HOME_PLMN
 from tcu.runtime.world import IdealLink, World
-from tcu.scenario.bus import open_bus, reference_setup
+from tcu.scenario.bus import finish_bus, open_bus, reference_setup
 from tcu.scenario.core_world import UNHANDLED
 from tcu.scenario.model import Case, CommandSpec, Expectation, Step
 from tcu.scenario.world import (
@@ -327,13 +327,7 @@ class FullWorld:
         raise NotSupported(kind)
 
     def finish(self, until: float | None) -> float:
-        if until is None:
-            until = self.world.now
-            while self.bus.next is not None:
-                until = self.bus.next_t
-                self.advance(until)
-        self.advance(until)
-        return until
+        return finish_bus(self.bus, self.advance, self.world.now, until)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -8,9 +8,8 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import can
@@ -34,30 +33,10 @@ from tcu.runtime.live import (
     render_status,
     serve,
 )
+from tests.helpers import until
 
+pytestmark = pytest.mark.usefixtures("nothing_left_behind")
 WAIT_S = 5.0
-
-
-@pytest.fixture(autouse=True)
-def nothing_left_behind() -> Iterator[None]:
-    """Every thread and file descriptor a test opens is gone when it ends."""
-    threads = set(threading.enumerate())
-    fds = set(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else set()
-    yield
-    extra = [t for t in threading.enumerate() if t not in threads and t.is_alive()]
-    assert not extra, f"threads left running: {extra}"
-    if fds:
-        left = set(os.listdir("/proc/self/fd")) - fds
-        assert not left, f"file descriptors left open: {sorted(left)}"
-
-
-async def until(what: str, predicate: Callable[[], bool], timeout: float = WAIT_S) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import can
@@ -22,6 +22,9 @@ from tcu.runtime.live import LiveOptions, LiveSession
 from tcu.runtime.mqtt import BrokerURL
 from tcu.telemetry.identity import provision
 from tcu.vehicle import catalogue as c
+from tests.helpers import until
+
+WAIT_S = 5.0
 
 VIN = "WTCUBENCH00000051"
 FAST_MODEM = {
@@ -30,16 +33,6 @@ FAST_MODEM = {
     "attach_roaming_s": [0.05, 0.1],
     "retry_s": [0.05, 0.1],
 }
-WAIT_S = 5.0
-
-
-async def until(what: str, predicate: Callable[[], bool], timeout: float = WAIT_S) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture

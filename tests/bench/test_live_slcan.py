@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,11 +35,16 @@ from tcu.runtime.mqtt import BrokerURL
 from tcu.telemetry.identity import provision
 from tcu.telemetry.outbox import Outbox
 from tcu.vehicle import catalogue as c
+from tests.helpers import until
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs pseudo-terminals")
+WAIT_S = 5.0
+
+pytestmark = [
+    pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs pseudo-terminals"),
+    pytest.mark.usefixtures("nothing_left_behind"),
+]
 
 VIN = "WTCUBENCH00000047"
-WAIT_S = 5.0
 
 
 @dataclass
@@ -72,29 +76,6 @@ def bench(tmp_path: Path) -> Iterator[Bench]:
     finally:
         van_bus.shutdown()
         adapter_bus.shutdown()
-
-
-@pytest.fixture(autouse=True)
-def nothing_left_behind() -> Iterator[None]:
-    """Every thread and file descriptor a test opens is gone when it ends."""
-    threads = set(threading.enumerate())
-    fds = set(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else set()
-    yield
-    extra = [t for t in threading.enumerate() if t not in threads and t.is_alive()]
-    assert not extra, f"threads left running: {extra}"
-    if fds:
-        left = set(os.listdir("/proc/self/fd")) - fds
-        assert not left, f"file descriptors left open: {sorted(left)}"
-
-
-async def until(what: str, predicate: Callable[[], bool], timeout: float = WAIT_S) -> None:
-    """Wait for ``predicate``; fail naming ``what`` if it does not come."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 def completed(session: LiveSession, session_id: str) -> bool:

@@ -42,6 +42,7 @@ from tcu.telemetry.identity import VehicleIdentity, load_identity, provision
 from tcu.telemetry.outbox import Outbox
 from tcu.telemetry.schema import decode_batch
 from tcu.vehicle import catalogue as cat
+from tests.helpers import until as wait_until
 
 VIN = "WV1ZZZ7HZLH000001"
 WAIT_S = 30.0
@@ -50,13 +51,8 @@ BACKEND_BACKOFF = (0.05, 0.5)
 
 
 async def until(what: str, predicate: Callable[[], bool], timeout: float = WAIT_S) -> None:
-    """Wait until `predicate` holds; a bound on liveness, not a speed requirement."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        await asyncio.sleep(0.01)
+    """`tests.helpers.until` with the fault tests' longer bound."""
+    await wait_until(what, predicate, timeout)
 
 
 async def grows(what: str, count: Callable[[], int], by: int) -> int:
