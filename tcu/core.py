@@ -13,7 +13,7 @@ Every frame the core does not use is counted by why (error, remote, unknown id, 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -168,6 +168,3 @@ def command_event(spec: str) -> tuple[float, Command]:
     except ValueError as e:
         raise ValueError(f"--command {spec!r}: {e}") from None
     return t, cmd
-
-
-Clock = Callable[[], float]

@@ -253,10 +253,6 @@ def add_to_bus_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-class _Stopped(Exception):
-    pass
-
-
 def run_to_bus(args: argparse.Namespace) -> int:
     """``tcu replay TRACE --to-bus``: pace the trace onto the bus, print what happened."""
     speed = 1.0 if getattr(args, "realtime", False) else getattr(args, "speed", None) or 1.0

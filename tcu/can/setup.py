@@ -12,7 +12,6 @@ from tcu.errors import ConfigError
 REPO = Path(__file__).resolve().parents[2]
 TRACES = REPO / "can_traces"
 REFERENCE_MAPPING = TRACES / "van.mapping.yaml"
-REFERENCE_DBC = TRACES / "van.dbc"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

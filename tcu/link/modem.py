@@ -25,8 +25,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 
-from tcu.errors import ConfigError, TransitionError
-from tcu.link._fields import mapping, nested, only_keys, span
+from tcu.errors import TransitionError
+from tcu.link._fields import mapping, only_keys, span
 from tcu.link.geo import check_country
 from tcu.link.operators import Operator, Rat, candidates
 
@@ -370,10 +370,3 @@ class Modem:
                 self._arm(t.retry_s, "retry")
         elif state is RegState.DETACHING:
             self._arm(t.detach_s, "detached")
-
-
-def timings_from_dict(raw: object, where: str) -> ModemTimings:
-    try:
-        return ModemTimings.from_dict(raw)
-    except ConfigError as exc:
-        raise nested(where, exc) from None

@@ -48,7 +48,6 @@ COUNTRY_MCC: Mapping[str, str] = {
     "IT": "222",
     "ES": "214",
 }
-MCC_COUNTRY: Mapping[str, str] = {mcc: country for country, mcc in COUNTRY_MCC.items()}
 
 
 def parse_plmn(value: object, field: str) -> str:
