@@ -29,7 +29,7 @@ def register(sub: Any) -> None:
     run.add_argument(
         "--world",
         metavar="MODULE:ATTR",
-        help="world factory (default: $TCU_SCENARIO_WORLD or CoreWorld)",
+        help="world factory (default: $TCU_SCENARIO_WORLD or the scenario world)",
     )
     run.add_argument(
         "-m",

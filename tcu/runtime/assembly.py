@@ -75,7 +75,6 @@ def build_tcu(
             vehicle_key=identity.key,
             origin_epoch=vehicle.origin_epoch,
             last_counter=outbox.get(DOWNLINK_COUNTER),
-            persist=outbox.save_downlink,
         )
     part = TelemetryPart(
         core.state,

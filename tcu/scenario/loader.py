@@ -49,7 +49,7 @@ from tcu.scenario.model import (
     Where,
     parse_time,
 )
-from tcu.services.config import VehicleConfig, parse_hhmm
+from tcu.services.config import DEFAULT_VIN, VehicleConfig, parse_hhmm
 from tcu.services.sessions import TABLES
 from tcu.services.verdicts import OUTCOMES, REASON_CODES, SERVICES
 from tcu.vehicle.catalogue import CATALOGUE, DEPARTURE_TIME
@@ -57,7 +57,6 @@ from tcu.vehicle.catalogue import CATALOGUE, DEPARTURE_TIME
 MAX_BYTES = 1 << 20
 MAX_NODES = 50_000
 MAX_DEPTH = 32
-DEFAULT_VIN = "WTCUSM0SCENAR0001"
 REPO = Path(__file__).resolve().parents[2]
 
 PathKey = tuple[str | int, ...]

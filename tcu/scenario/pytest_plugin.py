@@ -41,7 +41,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--scenario-world",
         default=None,
         metavar="MODULE:ATTR",
-        help="world factory to run scenarios in (default: $TCU_SCENARIO_WORLD or CoreWorld)",
+        help="world factory for scenarios (default: $TCU_SCENARIO_WORLD or the scenario world)",
     )
     group.addoption(
         "--scenario-pending",

@@ -34,7 +34,7 @@ from tcu.errors import ConfigError, TcuError
 from tcu.scenario.model import Case, Expectation, Step
 
 BROKERS = ("memory", "embedded", "mosquitto")
-DEFAULT_WORLD = "tcu.scenario.full_world:FullWorld"
+DEFAULT_WORLD = "tcu.scenario.scenario_world:ScenarioWorld"
 WORLD_ENV = "TCU_SCENARIO_WORLD"
 COUNT_FIELDS: dict[str, frozenset[str]] = {
     "session": frozenset({"count"}),

@@ -232,6 +232,7 @@ class TelemetryPart:
         for action in actions:
             if isinstance(action, Emit):
                 out.extend(self._emitted(action, now))
+                out.append(action)  # the host shows it to its sinks
             else:
                 out.append(action)
         if self._changes:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+from cloud_stub.keys import load_backend_key
 from tcu.events import ServiceActivation
 from tcu.runtime.bus import resolve_bus
 from tcu.runtime.live import LiveOptions, LiveSession
-from cloud_stub.keys import load_backend_key
 from tcu.telemetry.identity import provision
 
 
