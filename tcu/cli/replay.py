@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tcu.bench.player import add_to_bus_arguments, run_to_bus
+from tcu.cli.to_bus import add_to_bus_arguments, run_to_bus
 from tcu.compose.replay import ReplayOptions, ReplayReport, replay_file
 from tcu.errors import ConfigError
 from tcu.output import Progress, table

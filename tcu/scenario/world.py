@@ -46,6 +46,42 @@ REL_TOL = 1e-9
 ABS_TOL = 1e-6
 
 
+SHARED_OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
+    (
+        "broker",
+        {
+            "choices": BROKERS,
+            "default": "memory",
+            "help": "memory: TCU and backend wired in memory (default); embedded (amqtt) or "
+            "mosquitto: every message crosses that broker",
+        },
+    ),
+    (
+        "world",
+        {
+            "default": None,
+            "metavar": "MODULE:ATTR",
+            "help": f"world factory (default: ${WORLD_ENV} or the scenario world)",
+        },
+    ),
+    (
+        "pending",
+        {
+            "action": "store_true",
+            "default": False,
+            "help": "also run scenarios/**/pending/ files",
+        },
+    ),
+)
+"""The options ``tcu scenario run`` and the pytest plugin share (``--scenario-`` there)."""
+
+
+def add_shared_options(add: Callable[..., Any], prefix: str = "") -> None:
+    """Add ``SHARED_OPTIONS`` with ``add`` (``add_argument`` or ``addoption``)."""
+    for name, options in SHARED_OPTIONS:
+        add(f"--{prefix}{name}", **options)
+
+
 class NotSupported(TcuError):
     """The world in use cannot carry out this action or observe this expectation."""
 
