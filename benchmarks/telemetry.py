@@ -75,9 +75,9 @@ from tcu.runtime.memory import MQTT_OVERHEAD
 from tcu.runtime.mqtt import BrokerURL, TelemetryUplink
 from tcu.runtime.replay import ReplayDriver
 from tcu.services import VehicleConfig
-from tcu.telemetry.identity import VehicleIdentity, load_identity, provision
-from tcu.telemetry.outbox import Outbox, Synchronous
-from tcu.telemetry.schema import BatchMessage
+from tcu.telemetry.codec.schema import BatchMessage
+from tcu.telemetry.storage.identity import VehicleIdentity, load_identity, provision
+from tcu.telemetry.storage.outbox import Outbox, Synchronous
 from tcu.vehicle import catalogue as cat
 from tcu.vehicle.catalogue import CATALOGUE
 

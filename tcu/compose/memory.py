@@ -25,9 +25,9 @@ from tcu.runtime.host import Host, Sink
 from tcu.runtime.memory import IdealLink, LinkModel, MemoryTransport
 from tcu.runtime.replay import ReplayDriver, ReplayStats
 from tcu.services import VehicleConfig
-from tcu.telemetry.identity import load_identity, provision
-from tcu.telemetry.outbox import Outbox
 from tcu.telemetry.policy import TelemetryConfig
+from tcu.telemetry.storage.identity import load_identity, provision
+from tcu.telemetry.storage.outbox import Outbox
 
 OUTBOX_FILE = "outbox.sqlite"
 

@@ -40,8 +40,8 @@ from tcu.runtime.host import Host, Sink
 from tcu.runtime.mqtt import BrokerURL, TelemetryUplink
 from tcu.runtime.replay import ReplayDriver
 from tcu.services import DEFAULT_VIN, VehicleConfig
-from tcu.telemetry.identity import VehicleIdentity, load_identity, provision
-from tcu.telemetry.outbox import Outbox, Synchronous
+from tcu.telemetry.storage.identity import VehicleIdentity, load_identity, provision
+from tcu.telemetry.storage.outbox import Outbox, Synchronous
 
 CHUNK = 2048
 HIGH_WATER = 4000

@@ -58,10 +58,10 @@ from tcu.events import (
 )
 from tcu.runtime.assembly import Tcu, build_tcu
 from tcu.services import VehicleConfig
-from tcu.telemetry.identity import VehicleIdentity
-from tcu.telemetry.outbox import Outbox
 from tcu.telemetry.policy import TelemetryConfig
 from tcu.telemetry.records import Record
+from tcu.telemetry.storage.identity import VehicleIdentity
+from tcu.telemetry.storage.outbox import Outbox
 from tcu.telemetry.uplink import UplinkQueue
 from tcu.vehicle.state import VehicleState
 

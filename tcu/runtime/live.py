@@ -60,9 +60,9 @@ from tcu.runtime.host import Host, NoTransport, Sink, WallClock
 from tcu.runtime.mqtt import BrokerURL, TelemetryUplink
 from tcu.runtime.mqtt import Protocol as MqttProtocol
 from tcu.services import DEFAULT_VIN, VehicleConfig
-from tcu.telemetry.identity import load_identity, validate_vin
-from tcu.telemetry.outbox import Outbox
 from tcu.telemetry.policy import TelemetryConfig
+from tcu.telemetry.storage.identity import load_identity, validate_vin
+from tcu.telemetry.storage.outbox import Outbox
 from tcu.vehicle.catalogue import CATALOGUE, LATITUDE, LONGITUDE
 
 TICK = Tick()

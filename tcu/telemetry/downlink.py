@@ -44,9 +44,9 @@ from tcu.events import (
     SaveDownlink,
     ServiceActivation,
 )
-from tcu.telemetry.cbor_strict import loads_strict
-from tcu.telemetry.cose import CoseError, SigningKey, VerifyKey, key_id, sign1, verify1
-from tcu.telemetry.schema import (
+from tcu.telemetry.codec.cbor_strict import loads_strict
+from tcu.telemetry.codec.cose import CoseError, SigningKey, VerifyKey, key_id, sign1, verify1
+from tcu.telemetry.codec.schema import (
     DOWNLINK_NAMES,
     MAX_TEXT,
     DownlinkMessage,

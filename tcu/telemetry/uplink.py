@@ -28,11 +28,11 @@ from typing import Any, Final
 
 from tcu.errors import DecodeError
 from tcu.events import Ack
-from tcu.telemetry.cose import CoseError, verify1
-from tcu.telemetry.identity import VehicleIdentity
-from tcu.telemetry.outbox import Outbox
+from tcu.telemetry.codec.cose import CoseError, verify1
+from tcu.telemetry.codec.schema import BatchMessage, decode_ack, encode_batch
 from tcu.telemetry.records import Record
-from tcu.telemetry.schema import BatchMessage, decode_ack, encode_batch
+from tcu.telemetry.storage.identity import VehicleIdentity
+from tcu.telemetry.storage.outbox import Outbox
 
 BATCH_OVERHEAD: Final = 200
 

@@ -20,7 +20,7 @@ from tcu.link.model import LinkConfig
 from tcu.runtime.bus import resolve_bus
 from tcu.runtime.live import LiveOptions, LiveSession
 from tcu.runtime.mqtt import BrokerURL
-from tcu.telemetry.identity import provision
+from tcu.telemetry.storage.identity import provision
 from tcu.vehicle import catalogue as c
 from tests.helpers import until
 

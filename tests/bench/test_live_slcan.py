@@ -32,8 +32,8 @@ from tcu.runtime.backoff import Backoff
 from tcu.runtime.bus import BusSpec
 from tcu.runtime.live import LiveOptions, LiveReport, LiveSession
 from tcu.runtime.mqtt import BrokerURL
-from tcu.telemetry.identity import provision
-from tcu.telemetry.outbox import Outbox
+from tcu.telemetry.storage.identity import provision
+from tcu.telemetry.storage.outbox import Outbox
 from tcu.vehicle import catalogue as c
 from tests.helpers import until
 

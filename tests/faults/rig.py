@@ -37,10 +37,10 @@ from tcu.runtime.host import Host
 from tcu.runtime.mqtt import BrokerURL, TelemetryUplink
 from tcu.runtime.replay import ReplayDriver
 from tcu.services import VehicleConfig
-from tcu.telemetry.cose import VerifyKey, verify1
-from tcu.telemetry.identity import VehicleIdentity, load_identity, provision
-from tcu.telemetry.outbox import Outbox
-from tcu.telemetry.schema import decode_batch
+from tcu.telemetry.codec.cose import VerifyKey, verify1
+from tcu.telemetry.codec.schema import decode_batch
+from tcu.telemetry.storage.identity import VehicleIdentity, load_identity, provision
+from tcu.telemetry.storage.outbox import Outbox
 from tcu.vehicle import catalogue as cat
 from tests.helpers import until as wait_until
 

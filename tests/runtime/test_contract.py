@@ -31,7 +31,7 @@ from tcu.scenario.runner import run_case
 from tcu.scenario.scenario_world import ScenarioWorld
 from tcu.scenario.world import WorldOptions
 from tcu.services import DEFAULT_VIN, VehicleConfig
-from tcu.telemetry.outbox import Outbox
+from tcu.telemetry.storage.outbox import Outbox
 from tcu.vehicle import catalogue as c
 
 START = datetime(2026, 1, 14, 18, 0, tzinfo=UTC)

@@ -9,7 +9,7 @@ from cloud_stub.keys import load_backend_key
 from tcu.events import ServiceActivation
 from tcu.runtime.bus import resolve_bus
 from tcu.runtime.live import LiveOptions, LiveSession
-from tcu.telemetry.identity import provision
+from tcu.telemetry.storage.identity import provision
 
 
 def test_a_snapshot_dropped_while_offline_is_never_a_delta_base(tmp_path: Path) -> None:

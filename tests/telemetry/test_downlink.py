@@ -19,16 +19,16 @@ from tcu.events import (
     SaveDownlink,
     ServiceActivation,
 )
-from tcu.telemetry.cose import generate_key, key_id, sign1, verify1
-from tcu.telemetry.downlink import DownlinkPart
-from tcu.telemetry.outbox import DOWNLINK_COUNTER, SERVICE_ACTIVE, Outbox
-from tcu.telemetry.policy import TelemetryConfig, TelemetryPart
-from tcu.telemetry.schema import (
+from tcu.telemetry.codec.cose import generate_key, key_id, sign1, verify1
+from tcu.telemetry.codec.schema import (
     DownlinkMessage,
     StatusMessage,
     decode_status,
     encode_downlink,
 )
+from tcu.telemetry.downlink import DownlinkPart
+from tcu.telemetry.policy import TelemetryConfig, TelemetryPart
+from tcu.telemetry.storage.outbox import DOWNLINK_COUNTER, SERVICE_ACTIVE, Outbox
 from tcu.vehicle.state import VehicleState
 
 VIN = "WDB9066331S123456"

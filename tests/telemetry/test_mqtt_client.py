@@ -19,11 +19,11 @@ from tcu.errors import ConfigError
 from tcu.events import Ack, Downlink
 from tcu.runtime.backoff import Backoff
 from tcu.runtime.mqtt import BrokerURL, TelemetryUplink
-from tcu.telemetry.cose import generate_key, key_id, sign1, verify1
-from tcu.telemetry.identity import VehicleIdentity
-from tcu.telemetry.outbox import Outbox
+from tcu.telemetry.codec.cose import generate_key, key_id, sign1, verify1
+from tcu.telemetry.codec.schema import AckMessage, BatchMessage, decode_batch, encode_ack
 from tcu.telemetry.records import Record
-from tcu.telemetry.schema import AckMessage, BatchMessage, decode_batch, encode_ack
+from tcu.telemetry.storage.identity import VehicleIdentity
+from tcu.telemetry.storage.outbox import Outbox
 from tcu.telemetry.uplink import UplinkQueue
 from tcu.vehicle import catalogue as cat
 from tcu.vehicle.catalogue import SIGNAL_IDS

@@ -8,9 +8,9 @@ import pytest
 
 from tcu.errors import ConfigError
 from tcu.events import Ack, Action, Emit, Log, ServiceActivation, StoreRecords
+from tcu.telemetry.codec.schema import BatchMessage, decode_batch, encode_batch, resolve_snapshot
 from tcu.telemetry.policy import TelemetryConfig, TelemetryPart
 from tcu.telemetry.records import BASE_SEQ, Record
-from tcu.telemetry.schema import BatchMessage, decode_batch, encode_batch, resolve_snapshot
 from tcu.vehicle import catalogue as cat
 from tcu.vehicle.catalogue import SIGNAL_IDS
 from tcu.vehicle.state import VehicleState

@@ -32,8 +32,8 @@ from types import TracebackType
 from typing import Final, Literal, Self
 
 from tcu.errors import ConfigError, DecodeError, TcuError
+from tcu.telemetry.codec.schema import decode_record, encode_record
 from tcu.telemetry.records import KIND_CODES, KIND_NAMES, Record, drop_class
-from tcu.telemetry.schema import decode_record, encode_record
 
 Synchronous = Literal["FULL", "NORMAL"]
 

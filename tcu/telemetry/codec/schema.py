@@ -26,7 +26,7 @@ from typing import Any, Final, TypeVar
 import cbor2
 
 from tcu.errors import DecodeError
-from tcu.telemetry.cbor_strict import (
+from tcu.telemetry.codec.cbor_strict import (
     loads_strict,
     require_array,
     require_int,
