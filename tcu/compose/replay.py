@@ -28,6 +28,7 @@ from tcu.core import command_event
 from tcu.errors import ConfigError, TraceError
 from tcu.link.model import LinkConfig
 from tcu.output import Progress, table
+from tcu.runtime.host import Sink
 from tcu.services import DEFAULT_VIN, VehicleConfig
 from tcu.vehicle.catalogue import CATALOGUE
 
@@ -48,6 +49,8 @@ class ReplayOptions:
     outbox_cap: int = 10_000
     workdir: Path | None = None
     drain_s: float = 3600.0
+    sinks: tuple[Sink, ...] = ()
+    """Observers of the host (``tcu.runtime.host.Sink``): a plot, an export."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -154,6 +157,7 @@ def replay_file(opts: ReplayOptions, *, progress: Progress | None = None) -> Rep
             outbox_cap=opts.outbox_cap,
             activate=opts.activate,
             send_frame=on_frame,
+            sinks=opts.sinks,
         )
         stack.callback(world.close)
         for t, event in scheduled:

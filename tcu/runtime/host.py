@@ -97,6 +97,18 @@ class Transport(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LinkState:
+    """What a transport knows of the SIM link: registration, network, roaming."""
+
+    state: str
+    registered: bool
+    plmn: str | None = None
+    operator: str | None = None
+    country: str | None = None
+    roaming: bool = False
+
+
 class Sink:
     """An observer of a host; override what you want to hear about."""
 
@@ -114,6 +126,15 @@ class Sink:
 
     def logged(self, level: str, text: str, now: float) -> None:
         """A log line from the core."""
+
+    def batch_sent(self, records: int, nbytes: int, now: float) -> None:
+        """The transport sent a signed batch of ``records`` records."""
+
+    def acked(self, epoch: int, sequence: int, deleted: int, now: float) -> None:
+        """The backend acknowledged up to ``sequence``; the outbox deleted ``deleted``."""
+
+    def link_changed(self, link: LinkState, now: float) -> None:
+        """The SIM link's registration, network or roaming changed."""
 
 
 class WallClock:
@@ -283,9 +304,13 @@ class Host:
         """A signed ack from the backend: delete what it covers, tell the core. False if refused."""
         if self.queue is None or self.off:
             return False
+        before = self.queue.stats.records_acked
         ack = self.queue.receive_ack(payload)
         if ack is None:
             return False
+        deleted = self.queue.stats.records_acked - before
+        for sink in self.sinks:
+            sink.acked(ack.epoch, ack.sequence, deleted, now)
         self.handle(ack, now)
         return True
 

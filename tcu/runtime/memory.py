@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tcu.link.model import Link, Position
+from tcu.link.modem import RegState
+from tcu.runtime.host import LinkState
 from tcu.vehicle import catalogue as cat
 
 if TYPE_CHECKING:
@@ -158,6 +160,7 @@ class MemoryTransport:
         self._resend_at: float | None = None
         self._link_wake: float | None = None
         self._was_registered = False
+        self._told: LinkState | None = None
         self._schedule_link()
         if follow_gnss and isinstance(self.link, Link) and not self.link.config.route:
             clock.schedule(clock.now, self._gnss)
@@ -173,6 +176,8 @@ class MemoryTransport:
     def attach(self, host: Host) -> None:
         self.host = host
         self.connected = False  # a new boot connects afresh
+        self._told = None
+        self._tell_link(self.clock.now)
         self._want_pump(self.clock.now)
 
     def records_ready(self, now: float) -> None:
@@ -253,6 +258,9 @@ class MemoryTransport:
                 break
             self.counts.batches_sent += 1
             self.counts.bytes_up += nbytes
+            if host is not None:
+                for sink in host.sinks:
+                    sink.batch_sent(len(message.records), nbytes, now)
             oldest = min(r.t_ms for r in message.records) / 1000.0
             self.clock.schedule(arrival, _Delivery(self, topic, payload, oldest))
         if queue.in_flight() and self._resend_at is None:
@@ -374,7 +382,31 @@ class MemoryTransport:
         elif not registered:
             self.connected = False
         self._was_registered = registered
+        self._tell_link(now)
         self._schedule_link()
+
+    def _tell_link(self, now: float) -> None:
+        host = self.host
+        if host is None or not host.sinks:
+            return
+        link = self.link
+        if isinstance(link, Link):
+            modem = link.modem  # read as it stands: a snapshot would sample the radio
+            serving = modem.serving
+            state = LinkState(
+                state=modem.state.value,
+                registered=link.registered,
+                plmn=modem.plmn,
+                operator=serving.name if serving is not None else None,
+                country=link.country,
+                roaming=modem.state is RegState.REGISTERED_ROAMING,
+            )
+        else:
+            state = LinkState(state="registered_home", registered=True)
+        if state != self._told:
+            self._told = state
+            for sink in host.sinks:
+                sink.link_changed(state, now)
 
     def link_event(self, event: Any, now: float) -> None:
         """A position, a country, coverage or power for the link model, at ``now``."""
