@@ -31,8 +31,8 @@ from tcu.can.sources import open_trace  # noqa: E402
 from tcu.runtime.host import Host  # noqa: E402
 from tcu.runtime.replay import ReplayDriver  # noqa: E402
 from tcu.scenario.bus import reference_encoder, reference_setup  # noqa: E402
+from tcu.scenario.cases import Case  # noqa: E402
 from tcu.scenario.loader import load_paths, load_text  # noqa: E402
-from tcu.scenario.model import Case  # noqa: E402
 from tcu.scenario.runner import CaseResult, run_case  # noqa: E402
 from tcu.scenario.scenario_world import ScenarioWorld  # noqa: E402
 from tcu.scenario.world import WorldFactory  # noqa: E402

@@ -20,7 +20,7 @@ import can
 
 from cloud_stub.memory import MemoryBackend
 from tcu.can.setup import BusSetup
-from tcu.link.model import Link, LinkConfig
+from tcu.link.sim import Link, LinkConfig
 from tcu.runtime.host import Host, Sink
 from tcu.runtime.memory import IdealLink, LinkModel, MemoryTransport
 from tcu.runtime.replay import ReplayDriver, ReplayStats

@@ -26,7 +26,7 @@ from tcu.can.sources import open_trace
 from tcu.compose.memory import MemoryWorld
 from tcu.core import command_event
 from tcu.errors import ConfigError, TraceError
-from tcu.link.model import LinkConfig
+from tcu.link.sim import LinkConfig
 from tcu.output import Progress, table
 from tcu.runtime.host import Sink
 from tcu.services import DEFAULT_VIN, VehicleConfig

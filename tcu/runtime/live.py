@@ -44,8 +44,8 @@ import can
 from tcu.can.setup import load_bus_setup
 from tcu.errors import BusError, ConfigError
 from tcu.events import Tick
-from tcu.link.model import Link, LinkConfig, Position
 from tcu.link.proxy import LinkProxy
+from tcu.link.sim import Link, LinkConfig, Position
 from tcu.runtime.backoff import Backoff
 from tcu.runtime.bus import (
     SOCKETCAN_LAYOUT,

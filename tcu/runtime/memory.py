@@ -2,7 +2,7 @@
 
 Theory of operation. ``MemoryTransport`` is the transport a ``Host`` is handed when
 nothing should touch a socket (``tcu replay``, the scenario world, a virtual fleet). A
-byte "sent" is handed to the link model (``tcu.link.model.Link``, or ``IdealLink``),
+byte "sent" is handed to the link model (``tcu.link.sim.Link``, or ``IdealLink``),
 which says when it arrives, or that it does not, and the arrival is scheduled on the
 host's clock at that vehicle time. So a 40-minute dead zone costs no wall time, and the
 same trace gives the same bytes every run.
@@ -28,8 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from tcu.link.model import Link, Position
 from tcu.link.modem import RegState
+from tcu.link.sim import Link, Position
 from tcu.runtime.host import LinkState
 from tcu.vehicle import catalogue as cat
 

@@ -32,8 +32,7 @@ import yaml
 
 from tcu.errors import ConfigError
 from tcu.events import COMMAND_NAMES, Command
-from tcu.scenario.discover import find_files
-from tcu.scenario.model import (
+from tcu.scenario.cases import (
     COMMAND_ACTIONS,
     COUNTERS,
     RESERVED_TAGS,
@@ -49,6 +48,7 @@ from tcu.scenario.model import (
     Where,
     parse_time,
 )
+from tcu.scenario.discover import find_files
 from tcu.services.config import DEFAULT_VIN, VehicleConfig, parse_hhmm
 from tcu.services.sessions import TABLES
 from tcu.services.verdicts import OUTCOMES, REASON_CODES, SERVICES

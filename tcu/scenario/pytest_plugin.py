@@ -23,7 +23,7 @@ from tcu.scenario.discover import is_scenario_file
 from tcu.scenario.world import add_shared_options
 
 if TYPE_CHECKING:
-    from tcu.scenario.model import Case
+    from tcu.scenario.cases import Case
     from tcu.scenario.runner import CaseResult
 
 SCENARIO_MARKER = "scenario"

@@ -50,12 +50,12 @@ from tcu.compose.memory import MemoryWorld
 from tcu.compose.relay import BrokerRelay
 from tcu.compose.replay import DEFAULT_HOME_PLMN
 from tcu.events import Action, Emit
-from tcu.link.model import EnterCountry, Link, LinkConfig, Position, PowerOff, PowerOn, SetCoverage
+from tcu.link.sim import EnterCountry, Link, LinkConfig, Position, PowerOff, PowerOn, SetCoverage
 from tcu.runtime.assembly import Tcu
 from tcu.runtime.host import Sink
 from tcu.runtime.memory import IdealLink
 from tcu.scenario.bus import finish_bus, open_bus, reference_setup
-from tcu.scenario.model import Case, CommandSpec, Expectation, Step
+from tcu.scenario.cases import Case, CommandSpec, Expectation, Step
 from tcu.scenario.world import (
     NotSupported,
     Observation,

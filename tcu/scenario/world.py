@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from tcu.errors import ConfigError, TcuError
-from tcu.scenario.model import Case, Expectation, Step
+from tcu.scenario.cases import Case, Expectation, Step
 
 BROKERS = ("memory", "embedded", "mosquitto")
 DEFAULT_WORLD = "tcu.scenario.scenario_world:ScenarioWorld"

@@ -17,7 +17,7 @@ from datetime import datetime
 
 from tcu.link.geo import LatLon, distance_m
 from tcu.storyline import route
-from tcu.storyline.model import StoryBuilder
+from tcu.storyline.story import StoryBuilder
 from tcu.vehicle import catalogue as c
 from tcu.vehicle.catalogue import Value
 

@@ -9,7 +9,7 @@ from typing import Any
 from tcu.can.setup import TRACES
 from tcu.compose.replay import ReplayOptions, replay_file
 from tcu.events import Emit
-from tcu.link.model import LinkConfig
+from tcu.link.sim import LinkConfig
 from tcu.runtime.assembly import Tcu
 from tcu.runtime.host import LinkState, Sink
 

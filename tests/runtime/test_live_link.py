@@ -16,7 +16,7 @@ from tcu.bench.vehicle_sim import SimDriver, VehicleSim
 from tcu.can.encoder import FrameEncoder
 from tcu.can.setup import load_bus_setup
 from tcu.cli.main import main
-from tcu.link.model import LinkConfig
+from tcu.link.sim import LinkConfig
 from tcu.runtime.bus import resolve_bus
 from tcu.runtime.live import LiveOptions, LiveSession
 from tcu.runtime.mqtt import BrokerURL

@@ -12,7 +12,7 @@ from tcu.can.sources import open_trace
 from tcu.cli.main import main
 from tcu.compose.memory import MemoryWorld as World
 from tcu.compose.replay import DEFAULT_VIN, ReplayOptions, replay_file
-from tcu.link.model import LinkConfig
+from tcu.link.sim import LinkConfig
 from tcu.services import VehicleConfig
 from tcu.telemetry.policy import TelemetryConfig
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tcu.errors import ConfigError
-from tcu.scenario.model import Case, Expectation, Step
+from tcu.scenario.cases import Case, Expectation, Step
 from tcu.scenario.scenario_world import ScenarioWorld
 from tcu.scenario.world import NotSupported, Observation, WorldOptions
 

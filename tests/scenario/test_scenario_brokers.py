@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tcu.scenario.cases import Case
 from tcu.scenario.loader import load_file
-from tcu.scenario.model import Case
 from tcu.scenario.runner import run_case
 from tcu.scenario.scenario_world import ScenarioWorld
 from tcu.scenario.world import WorldOptions

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from tcu.can.sources import open_trace
+from tcu.scenario.cases import Case, Expectation, Step
 from tcu.scenario.loader import load_paths, load_text
-from tcu.scenario.model import Case, Expectation, Step
 from tcu.scenario.runner import run_case
 from tcu.scenario.scenario_world import ScenarioWorld
 from tcu.scenario.world import DEFAULT_WORLD, WorldOptions, resolve_factory
