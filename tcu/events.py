@@ -13,15 +13,7 @@ from typing import Any
 
 import can
 
-COMMAND_NAMES = (
-    "lock",
-    "unlock",
-    "start_charging",
-    "stop_charging",
-    "start_preconditioning",
-    "stop_preconditioning",
-    "set_departure",
-)
+from tcu.vehicle.catalogue import COMMAND_NAMES
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

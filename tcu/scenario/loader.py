@@ -31,7 +31,7 @@ import jsonschema
 import yaml
 
 from tcu.errors import ConfigError
-from tcu.events import COMMAND_NAMES, Command
+from tcu.events import Command
 from tcu.scenario.cases import (
     COMMAND_ACTIONS,
     COUNTERS,
@@ -52,7 +52,7 @@ from tcu.scenario.discover import find_files
 from tcu.services.config import DEFAULT_VIN, VehicleConfig, parse_hhmm
 from tcu.services.sessions import TABLES
 from tcu.services.verdicts import OUTCOMES, REASON_CODES, SERVICES
-from tcu.vehicle.catalogue import CATALOGUE, DEPARTURE_TIME
+from tcu.vehicle.catalogue import CATALOGUE, COMMAND_NAMES, DEPARTURE_TIME
 
 MAX_BYTES = 1 << 20
 MAX_NODES = 50_000

@@ -33,7 +33,6 @@ from typing import Any
 
 from tcu.errors import DecodeError
 from tcu.events import (
-    COMMAND_NAMES,
     Action,
     Command,
     Dispatch,
@@ -54,6 +53,7 @@ from tcu.telemetry.codec.schema import (
     decode_downlink,
     encode_status,
 )
+from tcu.vehicle.catalogue import COMMAND_NAMES
 
 STATUS_TOPIC = "status"
 _HHMM = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")

@@ -8,6 +8,7 @@ import pytest
 import tcu.scenario.runner
 import tcu.scenario.scenario_world  # noqa: F401
 from tcu.scenario.bus import reference_encoder
+from tests.scenario.texts import PLUGGED
 
 pytest_plugins = ["pytester"]
 reference_encoder()
@@ -19,19 +20,7 @@ filterwarnings =
     ignore:Module already imported so cannot be rewritten:pytest.PytestAssertRewriteWarning
 addopts = --strict-markers -p no:cacheprovider -p no:hypothesispytest -p no:asyncio
 """
-PORT = "Vehicle.Powertrain.TractionBattery.Charging.ChargingPort.AnyPosition"
-BASE = f"""
-vehicle: {{start: 2026-01-14T18:00:00Z}}
-initial:
-  Vehicle.Powertrain.Transmission.SelectedGear: P
-  Vehicle.Body.Hood.IsOpen: true
-  Vehicle.Private.Charging.RfidAuthorization: NOT_REQUIRED
-  Vehicle.Powertrain.TractionBattery.StateOfCharge.Current: 40
-  Vehicle.Private.Climate.DepartureTime: null
-  {PORT}.IsChargingCableConnected: true
-  {PORT}.IsChargingCableLocked: true
-  Vehicle.Private.Charging.IsInfrastructureConnected: true
-"""
+BASE = "\nvehicle: {start: 2026-01-14T18:00:00Z}" + PLUGGED
 CASES = """
 cases:
   - name: right

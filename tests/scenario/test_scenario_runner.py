@@ -11,20 +11,9 @@ from tcu.scenario.loader import load_paths, load_text
 from tcu.scenario.runner import run_case, run_cases
 from tcu.scenario.world import WorldOptions
 from tests.scenario.limited_world import LimitedWorld
+from tests.scenario.texts import PLUGGED
 
 REPO = Path(__file__).resolve().parents[2]
-PORT = "Vehicle.Powertrain.TractionBattery.Charging.ChargingPort.AnyPosition"
-PLUGGED = f"""
-initial:
-  Vehicle.Powertrain.Transmission.SelectedGear: P
-  Vehicle.Body.Hood.IsOpen: true
-  Vehicle.Private.Charging.RfidAuthorization: NOT_REQUIRED
-  Vehicle.Powertrain.TractionBattery.StateOfCharge.Current: 40
-  Vehicle.Private.Climate.DepartureTime: null
-  {PORT}.IsChargingCableConnected: true
-  {PORT}.IsChargingCableLocked: true
-  Vehicle.Private.Charging.IsInfrastructureConnected: true
-"""
 
 
 def case(body: str, name: str = "t") -> object:
