@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,16 @@ from cloud_stub.ingest import Ingest, Refused
 from cloud_stub.keys import BackendKey, load_backend_key
 from cloud_stub.registry import Registry
 from cloud_stub.store import Store
-from tcu.runtime.memory import Delivered
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Delivered:
+    """What the backend did with one message: the replies to publish (topic, bytes) and how
+    many records it newly stored."""
+
+    replies: tuple[tuple[str, bytes], ...] = ()
+    stored: int = 0
+
 
 REGISTRY_FILE = "registry.sqlite"
 STORE_FILE = "store.sqlite"

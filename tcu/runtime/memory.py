@@ -42,12 +42,14 @@ DELAYED_AFTER_S = 60.0
 TOPIC_PREFIX = "vehicles"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Delivered:
+class Delivered(Protocol):
     """What a backend did with one message: its replies, and how many records it stored."""
 
-    replies: tuple[tuple[str, bytes], ...] = ()
-    stored: int = 0
+    @property
+    def replies(self) -> tuple[tuple[str, bytes], ...]: ...
+
+    @property
+    def stored(self) -> int: ...
 
 
 class BackendPort(Protocol):
