@@ -77,7 +77,8 @@ from tcu.runtime.replay import ReplayDriver
 from tcu.services import VehicleConfig
 from tcu.telemetry.codec.schema import BatchMessage
 from tcu.telemetry.storage.identity import VehicleIdentity, load_identity, provision
-from tcu.telemetry.storage.outbox import Outbox, Synchronous
+from tcu.telemetry.storage.outbox import Outbox
+from tcu.telemetry.storage.sqlite import Synchronous
 from tcu.vehicle import catalogue as cat
 from tcu.vehicle.catalogue import CATALOGUE
 

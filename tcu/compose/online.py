@@ -41,7 +41,8 @@ from tcu.runtime.mqtt import BrokerURL, TelemetryUplink
 from tcu.runtime.replay import ReplayDriver
 from tcu.services import DEFAULT_VIN, VehicleConfig
 from tcu.telemetry.storage.identity import VehicleIdentity, load_identity, provision
-from tcu.telemetry.storage.outbox import Outbox, Synchronous
+from tcu.telemetry.storage.outbox import Outbox
+from tcu.telemetry.storage.sqlite import Synchronous
 
 CHUNK = 2048
 HIGH_WATER = 4000
