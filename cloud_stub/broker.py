@@ -9,7 +9,12 @@ accepted by its stock anonymous-auth plugin as anonymous and then keeps neither 
 its offline QoS 1 messages; `OpenAuthPlugin` accepts every client without that mark, so a
 client that connects with ``clean_session=False`` and a stable id finds, on its return, the
 QoS 1 messages published while it was away. Those sessions and queues live in memory only:
-they die with the broker, are unbounded, and amqtt speaks MQTT 3.1.1 only.
+they die with the broker, are unbounded, and amqtt speaks MQTT 3.1.1 only. A client that
+hangs up before amqtt has answered its CONNECT (a TCU trying MQTT 5 first, a port probe)
+makes amqtt's connection callback raise ``ENOTCONN`` or ``ECONNRESET`` into the event loop,
+whose default handler prints a traceback; while the broker runs, those disconnects go to
+the ``cloud_stub.broker`` logger at INFO instead, and every other error to the handler
+that was there before.
 
 `MosquittoProcess` starts the ``mosquitto`` binary with the repository's ``mosquitto.conf``
 (queue and in-flight limits lifted, persistence on) plus a generated tail holding the
@@ -20,8 +25,11 @@ autosave survives) and `restart` on the same port and persistence file.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import errno
 import getpass
+import logging
 import os
 import shutil
 import signal
@@ -62,6 +70,7 @@ LOOPBACK: Final = "127.0.0.1"
 MOSQUITTO_CONF: Final = Path(__file__).with_name("mosquitto.conf")
 _DEFAULT_PORTS: Final = {"mqtt": 1883, "mqtts": 8883}
 _MOSQUITTO_CANDIDATES: Final = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
+_DISCONNECT_ERRNOS: Final = frozenset({errno.ENOTCONN, errno.ECONNRESET, errno.EPIPE})
 _START_TIMEOUT: Final = 10.0
 _STOP_TIMEOUT: Final = 10.0
 
@@ -187,6 +196,19 @@ class OpenAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]
         return True
 
 
+log = logging.getLogger("cloud_stub.broker")
+
+
+def _is_disconnect(context: dict[str, Any]) -> bool:
+    """Whether the loop's error is a client that hung up during amqtt's connection callback."""
+    exc = context.get("exception")
+    if "client_connected_cb" not in str(context.get("message", "")):
+        return False
+    return isinstance(exc, ConnectionError) or (
+        isinstance(exc, OSError) and exc.errno in _DISCONNECT_ERRNOS
+    )
+
+
 class EmbeddedBroker:
     """amqtt's broker in the running event loop, on loopback and a free or given port.
 
@@ -198,6 +220,27 @@ class EmbeddedBroker:
         self._requested_port = port
         self._port = port
         self._broker: Broker | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._previous_handler: Any = None
+
+    def _quiet_disconnects(self) -> None:
+        loop = self._loop = asyncio.get_running_loop()
+        previous = self._previous_handler = loop.get_exception_handler()
+
+        def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+            if _is_disconnect(context):
+                log.info("a client hung up before its MQTT session began: %s", context["exception"])
+            elif previous is not None:
+                previous(loop, context)
+            else:
+                loop.default_exception_handler(context)
+
+        loop.set_exception_handler(handler)
+
+    def _restore_handler(self) -> None:
+        loop, self._loop = self._loop, None
+        if loop is not None:
+            loop.set_exception_handler(self._previous_handler)
 
     @property
     def host(self) -> str:
@@ -236,12 +279,16 @@ class EmbeddedBroker:
                 continue
             self._broker = broker
             self._port = port
+            self._quiet_disconnects()
             return
 
     async def stop(self) -> None:
         broker, self._broker = self._broker, None
         if broker is not None:
-            await broker.shutdown()
+            try:
+                await broker.shutdown()
+            finally:
+                self._restore_handler()
 
     async def __aenter__(self) -> Self:
         await self.start()

@@ -24,8 +24,10 @@ from cloud_stub.commands import CommandBuilder
 from cloud_stub.errors import CloudError
 from cloud_stub.ingest import DEFAULT_PREFIX
 from cloud_stub.keys import backend_public_key_pem, load_backend_key
+from cloud_stub.mailbox import MAILBOX_FILE, Mailbox
 from cloud_stub.registry import Registry
 from cloud_stub.service import (
+    DEFAULT_DATA,
     REGISTRY_FILE,
     STORE_FILE,
     Backend,
@@ -39,7 +41,6 @@ from tcu.telemetry.cose import key_id, public_key_from_pem
 
 __all__ = ["main"]
 
-DEFAULT_DATA: Final = "cloud-stub-data"
 MAX_PEM_FILE: Final = 64 * 1024
 
 Handler = Callable[[argparse.Namespace], int]
@@ -139,6 +140,8 @@ def _serve(args: argparse.Namespace) -> int:
         level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
     logging.getLogger("cloud_stub").setLevel(logging.INFO if args.verbose else logging.WARNING)
+    # amqtt warns about every client that tries MQTT 5 first (a TCU does): -v shows them
+    logging.getLogger("amqtt").setLevel(logging.WARNING if args.verbose else logging.ERROR)
     asyncio.run(_serve_async(args))
     return 0
 
@@ -222,13 +225,43 @@ def _send(
     argument: str | None,
     tls: TlsFiles | None,
 ) -> int:
+    """Sign the command and hand it to the mailbox: sent now, or when the vehicle connects."""
     builder = CommandBuilder(registry, load_backend_key(args.data), prefix=args.prefix)
-    signed = builder.build(args.vin, name, argument, now_epoch=time.time())
-    asyncio.run(publish_once(args.broker, signed.topic, signed.payload, tls=tls))
-    return signed.downlink.counter
+    now = time.time()
+    signed = builder.build(args.vin, name, argument, now_epoch=now)
+    downlink = signed.downlink
+    with Mailbox(args.data / MAILBOX_FILE) as mailbox:
+        messages = mailbox.post(
+            vin=args.vin,
+            counter=downlink.counter,
+            command_id=downlink.command_id,
+            name=downlink.name,
+            topic=signed.topic,
+            payload=signed.payload,
+            expires_at=downlink.expires_at,
+            now=now,
+        )
+        heard = mailbox.is_heard(args.vin)
+    if messages:
+        asyncio.run(publish_once(args.broker, messages, tls=tls))
+    if not heard:
+        print(
+            f"{args.vin}: not connected yet; {downlink.command_id} waits for it"
+            f" until {_utc(downlink.expires_at)}"
+        )
+    return downlink.counter
+
+
+def _utc(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
 
 
 def _stats(args: argparse.Namespace) -> int:
+    if not args.data.is_dir():
+        raise CloudError(
+            f"--data {args.data}: no such directory (cloud-stub serve, register or"
+            " tcu provision --backend-data create it)"
+        )
     report: dict[str, Any] = {}
     with Registry(args.data / REGISTRY_FILE) as registry:
         report["vehicles"] = [

@@ -74,6 +74,15 @@ CREATE TABLE IF NOT EXISTS statuses (
     t_ms INTEGER NOT NULL,
     UNIQUE (vin, command_id, counter, outcome, reason, t_ms)
 ) STRICT;
+CREATE TABLE IF NOT EXISTS downlink_refusals (
+    id INTEGER PRIMARY KEY,
+    vin TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    t_ms INTEGER NOT NULL,
+    claimed_command_id TEXT NOT NULL,
+    claimed_counter INTEGER NOT NULL,
+    UNIQUE (vin, reason, t_ms, claimed_command_id, claimed_counter)
+) STRICT;
 """
 
 
@@ -225,7 +234,11 @@ class Store:
         return 0 if row is None else int(row[0])
 
     def add_status(self, status: StatusMessage) -> bool:
-        """Store a command result; False if this exact result was stored already."""
+        """File a command result in the command's history; False if stored already.
+
+        The caller (`Ingest`) decides what is history: only answers that name a verified
+        command (`docs/backend.md`, "Command history").
+        """
         cursor = self._db.execute(
             "INSERT OR IGNORE INTO statuses (vin, command_id, counter, outcome, reason, t_ms)"
             " VALUES (?, ?, ?, ?, ?, ?)",
@@ -239,6 +252,49 @@ class Store:
             ),
         )
         return cursor.rowcount == 1
+
+    def answered_otherwise(self, status: StatusMessage) -> bool:
+        """Whether the command's history holds an answer other than this very one."""
+        row = self._db.execute(
+            "SELECT 1 FROM statuses WHERE vin = ? AND command_id = ? AND counter = ?"
+            " AND NOT (outcome = ? AND reason = ? AND t_ms = ?) LIMIT 1",
+            (
+                status.vin,
+                status.command_id,
+                status.counter,
+                status.outcome,
+                status.reason or "",
+                status.t_ms,
+            ),
+        ).fetchone()
+        return row is not None
+
+    def add_downlink_refusal(self, status: StatusMessage) -> bool:
+        """Store a refusal that names no verified command; False if stored already.
+
+        The command id and counter are kept as the vehicle claimed them, never as a key
+        of any command's history.
+        """
+        cursor = self._db.execute(
+            "INSERT OR IGNORE INTO downlink_refusals"
+            " (vin, reason, t_ms, claimed_command_id, claimed_counter) VALUES (?, ?, ?, ?, ?)",
+            (status.vin, status.reason or "", status.t_ms, status.command_id, status.counter),
+        )
+        return cursor.rowcount == 1
+
+    def downlink_refusals(self, vin: str) -> list[StatusMessage]:
+        """Refused downlinks that name no verified command, as the vehicle reported them."""
+        rows = self._db.execute(
+            "SELECT reason, t_ms, claimed_command_id, claimed_counter FROM downlink_refusals"
+            " WHERE vin = ? ORDER BY id",
+            (vin,),
+        ).fetchall()
+        return [
+            StatusMessage(
+                vin=vin, command_id=c, counter=n, outcome="refused", reason=r or "unknown", t_ms=t
+            )
+            for r, t, c, n in rows
+        ]
 
     def statuses(self, vin: str) -> list[StatusMessage]:
         rows = self._db.execute(

@@ -59,6 +59,7 @@ class OnlineOptions:
     mapping: str | None = None
     drain_timeout_s: float = 120.0
     protocol: str = "auto"
+    activation_wait_s: float = 5.0
 
 
 @dataclass(slots=True)
@@ -69,6 +70,7 @@ class TraceResult:
     epoch: int = 0
     verdicts: Counter[str] = field(default_factory=Counter)
     records: int = 0
+    active: bool = False
 
 
 @dataclass(slots=True)
@@ -88,6 +90,7 @@ class OnlineReport:
     wall_s: float = 0.0
     logs: list[str] = field(default_factory=list)
     uplink: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def lost(self) -> int | None:
@@ -122,6 +125,7 @@ class OnlineReport:
             "drained": self.drained,
             "wall_s": round(self.wall_s, 3),
             "uplink": self.uplink,
+            "warnings": self.warnings,
         }
 
 
@@ -146,7 +150,9 @@ class OnlineReplay:
         started = loop.time()
         async with contextlib.AsyncExitStack() as stack:
             workdir = self.opts.workdir
-            if workdir is None:
+            if workdir is not None:
+                _make_dir(workdir, "--workdir")
+            else:
                 workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tcu-")))
             broker = self.opts.broker
             if broker is None:
@@ -189,6 +195,12 @@ class OnlineReplay:
                 result = await self._replay_one(trace, vehicle, outbox, identity, uplink, n == 0)
                 report.traces.append(result)
                 report.records_produced += result.records
+            if not any(t.active or t.records for t in report.traces):
+                report.warnings.append(
+                    f"service never active: the backend did not activate {identity.vin},"
+                    " so no telemetry was sent (cloud-stub activate"
+                    f" {identity.vin} --broker {broker.url})"
+                )
             self.say("waiting for the backend to acknowledge every record")
             report.drained = await uplink.drain(self.opts.drain_timeout_s)
             self._feed_events()
@@ -289,6 +301,12 @@ class OnlineReplay:
             self.say("backend sent a signed activation; waiting for the TCU to accept it")
             await self._until(lambda: bool(tcu.telemetry and tcu.telemetry.active), 15.0)
             self.say("service active: the TCU starts sending")
+        elif first_boot and tcu.telemetry is not None and not tcu.telemetry.active:
+            # a command that waited for this TCU arrives as it subscribes (cloud_stub.mailbox)
+            wait = self.opts.activation_wait_s
+            self.say(f"service not active: waiting up to {wait:g} s for the backend's activation")
+            if await self._until(lambda: bool(tcu.telemetry and tcu.telemetry.active), wait, False):
+                self.say("service active: the TCU starts sending")
         self.say(f"replaying {shown_path(trace)}")
         chunks = itertools.chain([first], frames) if first is not None else frames
         while True:
@@ -309,6 +327,7 @@ class OnlineReplay:
         result.vehicle_time_s = stats.vehicle_time_s
         result.records = produced[0]
         result.verdicts = Counter(v.outcome for v in tcu.services.verdicts)
+        result.active = bool(tcu.telemetry and tcu.telemetry.active)
         return result
 
     def _feed_events(self) -> None:
@@ -317,14 +336,27 @@ class OnlineReplay:
             driver.schedule(driver.now, self.events.popleft())
             driver.advance(driver.now)
 
-    async def _until(self, condition: Callable[[], bool], timeout: float) -> None:
+    async def _until(
+        self, condition: Callable[[], bool], timeout: float, required: bool = True
+    ) -> bool:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while not condition():
             self._feed_events()
             if loop.time() > deadline:
+                if not required:
+                    return False
                 raise TcuError(f"timed out after {timeout:g} s waiting for the service activation")
             await asyncio.sleep(0.02)
+        return True
+
+
+def _make_dir(path: Path, option: str) -> None:
+    """Create a directory the run writes into; refuse a path that cannot be one."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{option} {path}: cannot create directory: {exc.strerror}") from None
 
 
 async def _reachable(broker: BrokerURL) -> None:

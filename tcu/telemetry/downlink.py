@@ -13,12 +13,20 @@ failure is the refusal reason:
 6. its name is a known command with a valid argument (``unknown_command``, ``malformed``).
 
 Every message gets a status reply, signed with the vehicle key, as a ``Publish`` action on
-``status``: ``refused`` with the reason, or ``accepted``. On acceptance the counter is
-persisted first (through ``persist(counter, active)``, with the new service state for
-activation and deactivation, else None) and only then acted upon, so a crash can lose a
-command but never replay one. ``activate``/``deactivate`` become a ``ServiceActivation``
-event and remote commands a ``tcu.events.Command(source="backend")``, both returned as
-``Dispatch`` actions for the driver to feed back into the core. A command's result comes
+``status``: ``refused`` with the reason, or ``accepted``. A refusal names the command's id
+and counter only when the vehicle verified them as its own: a message refused for
+``bad_signature``, ``malformed`` (before its signature was checked) or ``wrong_vin`` is
+answered with an empty id and counter 0, so that no one who can publish can make the
+vehicle sign another command's id into its answers. An empty payload is no message: it is
+how MQTT takes a retained message off a topic (the backend does so once a vehicle has
+picked up the command that waited for it), and it is counted, not answered.
+
+On acceptance the counter is persisted first (through ``persist(counter, active)``, with
+the new service state for activation and deactivation, else None) and only then acted
+upon, so a crash can lose a command but never replay one. ``activate``/``deactivate``
+become a ``ServiceActivation`` event and remote commands a
+``tcu.events.Command(source="backend")``, both returned as ``Dispatch`` actions for the
+driver to feed back into the core. A command's result comes
 back through ``command_result`` and is reported as ``completed`` or ``failed``.
 """
 
@@ -41,7 +49,6 @@ from tcu.events import (
     Publish,
     ServiceActivation,
 )
-from tcu.telemetry.cbor_strict import loads_strict
 from tcu.telemetry.cose import CoseError, SigningKey, VerifyKey, key_id, sign1, verify1
 from tcu.telemetry.schema import (
     DOWNLINK_NAMES,
@@ -89,6 +96,7 @@ class DownlinkPart:
         self.persist = persist
         self.accepted: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()
+        self.cleared = 0
         self._outstanding: dict[str, int] = {}
 
     # --- Part protocol -----------------------------------------------------------------------
@@ -110,13 +118,17 @@ class DownlinkPart:
     # --- messages ----------------------------------------------------------------------------
 
     def receive(self, payload: bytes, now: float) -> list[Action]:
+        if not payload:
+            self.cleared += 1
+            return []
         try:
             message = self._verify(payload)
             refusal = self._check(message, now)
         except _Refused as exc:
-            return self._refuse(exc.refusal, None, self._unverified(payload), now)
+            return self._refuse(exc.refusal, None, now)
         if refusal is not None:
-            return self._refuse(refusal, message, None, now)
+            mine = refusal.reason != "wrong_vin"
+            return self._refuse(refusal, message if mine else None, now)
         if self.persist is not None:
             switch = {"activate": True, "deactivate": False}.get(message.name)
             self.persist(message.counter, switch)
@@ -203,32 +215,16 @@ class DownlinkPart:
         return [self._status(cid, counter, outcome, reason, now)]
 
     def _refuse(
-        self,
-        refusal: Refusal,
-        message: DownlinkMessage | None,
-        unverified: tuple[str, int] | None,
-        now: float,
+        self, refusal: Refusal, message: DownlinkMessage | None, now: float
     ) -> list[Action]:
+        """Refuse; name the command only when `message` is verified and addressed to us."""
         self.refused[refusal.reason] += 1
-        if message is not None:
-            cid, counter = message.command_id, message.counter
-        else:
-            cid, counter = unverified or ("", 0)
+        cid, counter = (message.command_id, message.counter) if message is not None else ("", 0)
         text = f"downlink refused: {refusal.reason}: {refusal.detail}"
         return [
             Log(level="warning", text=text),
             self._status(cid, counter, "refused", refusal.reason, now),
         ]
-
-    def _unverified(self, payload: bytes) -> tuple[str, int] | None:
-        """The command id and counter of a refused message, for the backend to correlate."""
-        try:
-            item = loads_strict(payload)
-            inner = item.value if hasattr(item, "value") else item
-            message = decode_downlink(inner[2])
-        except (DecodeError, TypeError, IndexError, KeyError, AttributeError):
-            return None
-        return message.command_id, message.counter
 
     def _status(
         self, command_id: str, counter: int, outcome: str, reason: str | None, now: float
@@ -249,6 +245,7 @@ class DownlinkPart:
             "accepted": dict(sorted(self.accepted.items())),
             "refused": dict(sorted(self.refused.items())),
             "last_counter": self.last_counter,
+            "retained_cleared": self.cleared,
         }
         accepted = sum(self.accepted.values())
         refused = ", ".join(f"{k} {v}" for k, v in sorted(self.refused.items())) or "none"
