@@ -177,6 +177,12 @@ def replay_file(opts: ReplayOptions, *, progress: Progress | None = None) -> Rep
                 f"{world.outbox.depth()} records still in the outbox {opts.drain_s:g} s "
                 "after the trace (link down or service inactive); they are kept, not lost"
             )
+        telemetry = world.tcu.telemetry
+        if telemetry is not None and not telemetry.active and not telemetry.counts.activations:
+            warnings.append(
+                f"service never active: the backend did not activate {vehicle.vin},"
+                " so no telemetry was recorded"
+            )
         core = world.core
         report = ReplayReport(
             trace=str(opts.trace),
