@@ -150,9 +150,7 @@ class OnlineReplay:
         started = loop.time()
         async with contextlib.AsyncExitStack() as stack:
             workdir = self.opts.workdir
-            if workdir is not None:
-                _make_dir(workdir, "--workdir")
-            else:
+            if workdir is None:
                 workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tcu-")))
             broker = self.opts.broker
             if broker is None:
@@ -349,14 +347,6 @@ class OnlineReplay:
                 raise TcuError(f"timed out after {timeout:g} s waiting for the service activation")
             await asyncio.sleep(0.02)
         return True
-
-
-def _make_dir(path: Path, option: str) -> None:
-    """Create a directory the run writes into; refuse a path that cannot be one."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"{option} {path}: cannot create directory: {exc.strerror}") from None
 
 
 async def _reachable(broker: BrokerURL) -> None:

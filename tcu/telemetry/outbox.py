@@ -83,6 +83,11 @@ class Outbox:
         self.cap = cap
         self.hard_cap = hard
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            message = f"outbox {self.path}: cannot create its directory: {exc.strerror}"
+            raise OutboxError(message) from None
+        try:
             self._db = sqlite3.connect(self.path, isolation_level=None)
             mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
