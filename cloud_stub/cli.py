@@ -231,16 +231,7 @@ def _send(
     signed = builder.build(args.vin, name, argument, now_epoch=now)
     downlink = signed.downlink
     with Mailbox(args.data / MAILBOX_FILE) as mailbox:
-        messages = mailbox.post(
-            vin=args.vin,
-            counter=downlink.counter,
-            command_id=downlink.command_id,
-            name=downlink.name,
-            topic=signed.topic,
-            payload=signed.payload,
-            expires_at=downlink.expires_at,
-            now=now,
-        )
+        messages = mailbox.post(signed, now=now)
         heard = mailbox.is_heard(args.vin)
     if messages:
         asyncio.run(publish_once(args.broker, messages, tls=tls))

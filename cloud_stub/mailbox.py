@@ -30,12 +30,11 @@ sans-I/O: every method returns the `Publish` items the caller must send.
 from __future__ import annotations
 
 import os
-import sqlite3
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Final, Self
+from typing import Final
 
-from cloud_stub.db import connect
+from cloud_stub.commands import SignedDownlink
+from cloud_stub.db import SqliteFile, transaction
 from cloud_stub.ingest import Publish
 
 __all__ = ["MAILBOX_FILE", "Mailbox", "Pending"]
@@ -74,44 +73,22 @@ class Pending:
     retained: bool
 
 
-class Mailbox:
+class Mailbox(SqliteFile):
     """Holds downlinks until their vehicle can receive them; see the module docstring."""
 
+    SCHEMA = _SCHEMA
+
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self._db = connect(path)
-        self._db.executescript(_SCHEMA)
+        super().__init__(path)
         self._heard: set[str] = set()
-
-    def close(self) -> None:
-        self._db.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # --- the three events ---------------------------------------------------------------
 
-    def post(
-        self,
-        *,
-        vin: str,
-        counter: int,
-        command_id: str,
-        name: str,
-        topic: str,
-        payload: bytes,
-        expires_at: float,
-        now: float,
-    ) -> list[Publish]:
-        """A new signed downlink for `vin`: what to publish now (maybe nothing yet)."""
-        with self._transaction():
+    def post(self, signed: SignedDownlink, *, now: float) -> list[Publish]:
+        """A new signed downlink: what to publish now (maybe nothing yet)."""
+        d = signed.downlink
+        vin = d.vin
+        with transaction(self._db):
             out = self._expire(now, vin)
             heard = self._is_heard(vin)
             head = not heard and self._retained_row(vin) is None
@@ -119,19 +96,29 @@ class Mailbox:
             self._db.execute(
                 "INSERT INTO downlinks (vin, counter, command_id, name, topic, payload,"
                 " expires_at, state, retained) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (vin, counter, command_id, name, topic, payload, expires_at, state, int(head)),
+                (
+                    vin,
+                    d.counter,
+                    d.command_id,
+                    d.name,
+                    signed.topic,
+                    signed.payload,
+                    d.expires_at,
+                    state,
+                    int(head),
+                ),
             )
             if heard:
-                out.append(Publish(topic=topic, payload=payload))
+                out.append(Publish(topic=signed.topic, payload=signed.payload))
             elif head:
-                out.append(Publish(topic=topic, payload=payload, retain=True))
+                out.append(Publish(topic=signed.topic, payload=signed.payload, retain=True))
         return out
 
     def heard(self, vin: str, now: float) -> list[Publish]:
         """A verified message from `vin` arrived: release what waited for it."""
         if vin in self._heard:
             return []
-        with self._transaction():
+        with transaction(self._db):
             out = self._expire(now, vin)
             if self._db.execute("SELECT 1 FROM heard WHERE vin = ?", (vin,)).fetchone():
                 self._heard.add(vin)
@@ -158,7 +145,7 @@ class Mailbox:
 
     def answered(self, vin: str, command_id: str, counter: int) -> tuple[bool, list[Publish]]:
         """The vehicle's verified status names a downlink: is it one we sent, and what to clear."""
-        with self._transaction():
+        with transaction(self._db):
             row = self._db.execute(
                 "SELECT topic, retained FROM downlinks"
                 " WHERE vin = ? AND counter = ? AND command_id = ?",
@@ -176,7 +163,7 @@ class Mailbox:
 
     def expire(self, now: float) -> list[Publish]:
         """Drop waiting downlinks past their expiry; move the retained head on."""
-        with self._transaction():
+        with transaction(self._db):
             return self._expire(now, None)
 
     # --- reading ------------------------------------------------------------------------
@@ -196,9 +183,6 @@ class Mailbox:
         return vin in self._heard or self._is_heard(vin)
 
     # --- inside a transaction -----------------------------------------------------------
-
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._db)
 
     def _is_heard(self, vin: str) -> bool:
         return self._db.execute("SELECT 1 FROM heard WHERE vin = ?", (vin,)).fetchone() is not None
@@ -241,21 +225,3 @@ class Mailbox:
                 )
                 out.append(Publish(topic=topic, payload=following[1], retain=True))
         return out
-
-
-class _Transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT``, or ``ROLLBACK`` on any exception."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")

@@ -306,16 +306,7 @@ class Backend:
         any other through its persistent session.
         """
         signed = self.commands.build(vin, name, argument, now_epoch=self._clock())
-        for reply in self.mailbox.post(
-            vin=vin,
-            counter=signed.downlink.counter,
-            command_id=signed.downlink.command_id,
-            name=signed.downlink.name,
-            topic=signed.topic,
-            payload=signed.payload,
-            expires_at=signed.downlink.expires_at,
-            now=self._clock(),
-        ):
+        for reply in self.mailbox.post(signed, now=self._clock()):
             await self.publish_raw(reply.topic, reply.payload, retain=reply.retain, timeout=timeout)
         return signed
 

@@ -16,15 +16,13 @@ twice counts its drops once.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 
 import cbor2
 
-from cloud_stub.db import connect
+from cloud_stub.db import SqliteFile, transaction
 from tcu.telemetry.records import KIND_CODES
 from tcu.telemetry.schema import BatchMessage, StatusMessage, dumps
 
@@ -118,33 +116,16 @@ class Progress:
     conflicts: int
 
 
-class Store:
+class Store(SqliteFile):
     """Telemetry records and command results in SQLite at `path`."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self._db = connect(path)
-        self._db.executescript(_SCHEMA)
-
-    def close(self) -> None:
-        self._db.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+    SCHEMA = _SCHEMA
 
     def add_batch(self, batch: BatchMessage) -> BatchResult:
         """Store the batch's new records and return the (vin, epoch) highest contiguous seq."""
         db = self._db
         stored = duplicates = conflicts = 0
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(db):
             for record in batch.records:
                 body = dumps(dict(record.body))
                 cursor = db.execute(
@@ -175,10 +156,6 @@ class Store:
                 [(batch.vin, batch.epoch, first_seq, n, c) for n, c in batch.drops.items()],
             )
             acked = self._advance(batch.vin, batch.epoch, duplicates, conflicts)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         return BatchResult(stored=stored, duplicates=duplicates, conflicts=conflicts, acked=acked)
 
     def _advance(self, vin: str, epoch: int, duplicates: int, conflicts: int) -> int:

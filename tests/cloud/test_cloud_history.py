@@ -9,7 +9,6 @@ could write into a vehicle's history.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from pathlib import Path
 
 import aiomqtt
@@ -25,18 +24,12 @@ from cloud_stub.testing import VehicleDouble
 from tcu.events import Publish
 from tcu.telemetry.cose import generate_key
 from tcu.telemetry.downlink import DownlinkPart
+from tests.helpers import until
 
 VIN = "WV1ZZZ7HZLH000001"
 OTHER_VIN = "WV1ZZZ7HZLH000002"
 NOW = 1_767_225_600
 WAIT_S = 30.0
-
-
-async def eventually(condition: Callable[[], bool], what: str) -> None:
-    async with asyncio.timeout(WAIT_S):
-        while not condition():
-            await asyncio.sleep(0.01)
-    assert condition(), what
 
 
 async def test_forged_commands_reusing_a_genuine_id_leave_its_history_unchanged(
@@ -72,7 +65,7 @@ async def test_forged_commands_reusing_a_genuine_id_leave_its_history_unchanged(
             answering = asyncio.create_task(the_tcu())
             try:
                 genuine = await backend.send_command(VIN, "lock")
-                await eventually(lambda: bool(store.statuses(VIN)), "the genuine answer")
+                await until("the genuine answer", lambda: bool(store.statuses(VIN)), WAIT_S)
                 history = store.statuses(VIN)
 
                 downlink = genuine.downlink
@@ -85,8 +78,8 @@ async def test_forged_commands_reusing_a_genuine_id_leave_its_history_unchanged(
                     replayed(genuine),
                 ):
                     await attacker.publish(attack.topic, attack.payload, qos=1)
-                await eventually(
-                    lambda: backend.stats().downlink_refusals == 3, "three refusals reported"
+                await until(
+                    "three refusals", lambda: backend.stats().downlink_refusals == 3, WAIT_S
                 )
             finally:
                 answering.cancel()

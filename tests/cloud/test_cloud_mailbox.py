@@ -15,11 +15,13 @@ import aiomqtt
 import pytest
 
 from cloud_stub.broker import BrokerHandle
+from cloud_stub.commands import SignedDownlink
 from cloud_stub.ingest import Publish
 from cloud_stub.mailbox import Mailbox
 from cloud_stub.service import Backend
 from cloud_stub.testing import VehicleDouble
 from tcu.telemetry.cose import VerifyKey
+from tcu.telemetry.schema import DownlinkMessage
 
 VIN = "WV1ZZZ7HZLH000001"
 TOPIC = f"vehicles/{VIN}/commands"
@@ -28,16 +30,16 @@ WAIT_S = 30.0
 
 
 def post(box: Mailbox, counter: int, *, now: float = NOW, validity: int = 300) -> list[Publish]:
-    return box.post(
+    downlink = DownlinkMessage(
         vin=VIN,
-        counter=counter,
         command_id=f"cmd-{counter}",
+        counter=counter,
+        issued_at=NOW,
+        expires_at=int(now) + validity,
         name="lock",
-        topic=TOPIC,
-        payload=f"signed-{counter}".encode(),
-        expires_at=now + validity,
-        now=now,
     )
+    signed = SignedDownlink(downlink=downlink, topic=TOPIC, payload=f"signed-{counter}".encode())
+    return box.post(signed, now=now)
 
 
 def shown(publishes: list[Publish]) -> list[tuple[bytes, bool]]:
