@@ -204,8 +204,8 @@ def _set_service(args: argparse.Namespace) -> int:
             print(f"{args.vin}: {state} (registry only; give --broker to tell the vehicle)")
             return 0
         name = "activate" if args.active else "deactivate"
-        counter = _send(args, registry, name, None, tls)
-    print(f"{args.vin}: {state}; sent {name} counter {counter}")
+        sent = _send(args, registry, name, None, tls)
+    print(f"{args.vin}: {state}; {name} {sent}")
     return 0
 
 
@@ -213,8 +213,8 @@ def _command(args: argparse.Namespace) -> int:
     tls = _tls(args)
     parse_broker_url(args.broker)
     with Registry(args.data / REGISTRY_FILE) as registry:
-        counter = _send(args, registry, args.name, args.argument, tls)
-    print(f"{args.vin}: sent {args.name} counter {counter}")
+        sent = _send(args, registry, args.name, args.argument, tls)
+    print(f"{args.vin}: {args.name} {sent}")
     return 0
 
 
@@ -224,8 +224,8 @@ def _send(
     name: str,
     argument: str | None,
     tls: TlsFiles | None,
-) -> int:
-    """Sign the command and hand it to the mailbox: sent now, or when the vehicle connects."""
+) -> str:
+    """Sign the command and hand it to the mailbox; say whether it left or waits."""
     builder = CommandBuilder(registry, load_backend_key(args.data), prefix=args.prefix)
     now = time.time()
     signed = builder.build(args.vin, name, argument, now_epoch=now)
@@ -235,12 +235,13 @@ def _send(
         heard = mailbox.is_heard(args.vin)
     if messages:
         asyncio.run(publish_once(args.broker, messages, tls=tls))
-    if not heard:
-        print(
-            f"{args.vin}: not connected yet; {downlink.command_id} waits for it"
-            f" until {_utc(downlink.expires_at)}"
-        )
-    return downlink.counter
+    done = f"{downlink.command_id} (counter {downlink.counter})"
+    if heard:
+        return f"{done} sent"
+    return (
+        f"{done} waits for the vehicle, which has not connected yet,"
+        f" until {_utc(downlink.expires_at)}"
+    )
 
 
 def _utc(epoch: float) -> str:

@@ -115,9 +115,9 @@ def test_commands_through_mosquitto_wait_for_a_vehicle_never_heard_from(
     code, out, _ = run(
         capsys, "command", VIN, "set_departure", "06:45", *broker, "--data", str(data)
     )
-    assert (code, "cmd-1 waits for it until" in out) == (0, True)
+    assert (code, "cmd-1 (counter 1) waits for the vehicle" in out) == (0, True)
     code, out, _ = run(capsys, "activate", VIN, *broker, "--data", str(data))
-    assert (code, "cmd-2 waits for it until" in out) == (0, True)
+    assert (code, "cmd-2 (counter 2) waits for the vehicle" in out) == (0, True)
 
     received: list[bytes] = []
     subscribed = threading.Event()

@@ -103,13 +103,23 @@ def serving(tmp_path: Path) -> Iterator[Callable[..., Serve]]:
             serve.process.communicate(timeout=30)
 
 
+@pytest.mark.parametrize("broker", ["mosquitto", "embedded"])
 def test_the_readme_backend_flow_stores_records(
-    tmp_path: Path, mosquitto_broker: MosquittoProcess, serving: Callable[..., Serve]
+    tmp_path: Path, request: pytest.FixtureRequest, serving: Callable[..., Serve], broker: str
 ) -> None:
-    """README "The backend", in its order; the activation is sent before the TCU connects."""
-    url = f"mqtt://127.0.0.1:{mosquitto_broker.port}"
-    serve = serving("--broker", url, "--data", "backend/")
-    assert serve.banner.startswith("cloud-stub: serving"), serve.banner
+    """README "The backend", in its order; the activation is sent before the TCU connects.
+
+    With ``--broker`` (Mosquitto, as the README's first line), or without (``serve`` runs
+    amqtt embedded).
+    """
+    if broker == "mosquitto":
+        port = request.getfixturevalue("mosquitto_broker").port
+        serve = serving("--broker", f"mqtt://127.0.0.1:{port}", "--data", "backend/")
+    else:
+        port = free_port()
+        serve = serving("--port", str(port), "--data", "backend/")
+    url = f"mqtt://127.0.0.1:{port}"
+    assert serve.banner.startswith(f"cloud-stub: serving {url}"), serve.banner
 
     provisioned = typed(
         tmp_path, "tcu", "provision", "--vin", VIN, "--keystore", "keys/", "--backend-data",
@@ -120,7 +130,7 @@ def test_the_readme_backend_flow_stores_records(
         tmp_path, "cloud-stub", "activate", VIN, "--data", "backend/", "--broker", url
     )
     assert activated.returncode == 0, activated.stderr
-    assert "waits for it" in activated.stdout
+    assert "activate cmd-1 (counter 1) waits for the vehicle" in activated.stdout
 
     replay = typed(
         tmp_path, "tcu", "replay", str(TRACE), "--broker", url, "--external-backend",
