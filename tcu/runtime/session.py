@@ -94,6 +94,7 @@ def _file_progress(trace: Path, progress: Progress | None) -> Callable[[int, flo
 class _OutTrace:
     def __init__(self, path: Path) -> None:
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             self.writer = can.Logger(str(path))
         except ValueError as e:
             raise ConfigError(f"--out-trace {path}: {e}") from None

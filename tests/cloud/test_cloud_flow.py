@@ -184,6 +184,23 @@ def test_provision_and_cloud_stub_share_one_default_data_directory(tmp_path: Pat
     assert json.loads(done.stdout) == report
 
 
+def test_directories_a_command_writes_into_are_created(tmp_path: Path) -> None:
+    """Every program creates what it writes into (``--workdir`` has its own test above)."""
+    provisioned = typed(
+        tmp_path, "tcu", "provision", "--vin", VIN, "--keystore", "a/keys",
+        "--backend-data", "b/backend",
+    )  # fmt: skip
+    assert provisioned.returncode == 0, provisioned.stderr
+    (tmp_path / "vehicle.pub").write_bytes((tmp_path / "a/keys/vehicle.pub").read_bytes())
+    registered = typed(tmp_path, "cloud-stub", "register", VIN, "vehicle.pub", "--data", "c/d")
+    assert registered.returncode == 0, registered.stderr
+    replayed = typed(tmp_path, "tcu", "replay", str(TRACE), "--out-trace", "e/f/out.asc")
+    assert replayed.returncode == 0, replayed.stderr
+    assert (tmp_path / "b/backend/registry.sqlite").is_file()
+    assert (tmp_path / "c/d/registry.sqlite").is_file()
+    assert (tmp_path / "e/f/out.asc").is_file()
+
+
 def test_stats_on_a_missing_data_directory_is_refused(tmp_path: Path) -> None:
     done = typed(tmp_path, "cloud-stub", "stats", "--data", "nowhere")
     assert done.returncode == 2
