@@ -278,6 +278,21 @@ def _stats(args: argparse.Namespace) -> int:
             for p in store.progress()
         ]
         report["drops"] = {v["vin"]: store.drops(v["vin"]) for v in report["vehicles"]}
+        report["downlink_refusals"] = {
+            v["vin"]: [
+                {"reason": r.reason, "t_ms": r.t_ms, "claimed_command_id": r.command_id}
+                for r in store.downlink_refusals(v["vin"])
+            ]
+            for v in report["vehicles"]
+        }
+    with Mailbox(args.data / MAILBOX_FILE) as mailbox:
+        report["downlinks"] = {
+            v["vin"]: [
+                {"command_id": d.command_id, "name": d.name, "state": d.state}
+                for d in mailbox.pending(v["vin"])
+            ]
+            for v in report["vehicles"]
+        }
     report["ingest"] = read_stats(args.data)
     print(json.dumps(report, indent=2))
     return 0

@@ -152,6 +152,10 @@ def test_the_readme_backend_flow_stores_records(
     assert [(p["vin"], p["stored"], p["acked"]) for p in report["progress"]] == [
         (VIN, produced, produced)
     ]
+    assert report["downlinks"] == {
+        VIN: [{"command_id": "cmd-1", "name": "activate", "state": "answered"}]
+    }
+    assert report["downlink_refusals"] == {VIN: []}
     code, _, err = serve.stop()
     assert code == 0
     assert "Traceback" not in err

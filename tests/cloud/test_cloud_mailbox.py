@@ -160,3 +160,29 @@ async def test_commands_sent_before_the_vehicle_ever_connected_reach_it(
     assert (second.name, second.argument, second.counter) == ("set_departure", "06:30", 2)
     assert (third.name, third.counter) == ("lock", 3)
     assert states == [("cmd-1", "answered"), ("cmd-2", "sent"), ("cmd-3", "sent")]
+
+
+async def test_a_command_that_expired_waiting_is_never_delivered(
+    broker: BrokerHandle, tmp_path: Path
+) -> None:
+    clock = [float(NOW)]
+    vehicle = VehicleDouble(VIN)
+    async with Backend(
+        broker.url, tmp_path / "cloud", clock=lambda: clock[0], validity_s=60
+    ) as backend:
+        vehicle.register(backend.registry, active=False)
+        key: VerifyKey = backend.backend_key.key.public_key()
+        await backend.activate(VIN)
+        clock[0] += 61  # serve's housekeeping finds it expired within a second
+        async with asyncio.timeout(WAIT_S):
+            while backend.mailbox.pending(VIN)[0].state != "expired":
+                await asyncio.sleep(0.05)
+        await backend.send_command(VIN, "lock")
+
+        async with aiomqtt.Client(
+            broker.host, broker.port, identifier=f"tcu-{VIN}", clean_session=False, timeout=10
+        ) as tcu:
+            await tcu.subscribe(TOPIC, qos=1)
+            first = VehicleDouble.read_downlink(await next_command(tcu), key)
+
+    assert (first.name, first.counter) == ("lock", 2)
