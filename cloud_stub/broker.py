@@ -15,6 +15,8 @@ makes amqtt's connection callback raise ``ENOTCONN`` or ``ECONNRESET`` into the 
 whose default handler prints a traceback; while the broker runs, those disconnects go to
 the ``cloud_stub.broker`` logger at INFO instead, and every other error to the handler
 that was there before.
+An MQTT 5 CONNECT is answered at once with "unacceptable protocol version" (`_Broker`):
+amqtt itself would wait for the rest of a packet it misreads until the client gives up.
 
 `MosquittoProcess` starts the ``mosquitto`` binary with the repository's ``mosquitto.conf``
 (queue and in-flight limits lifted, persistence on) plus a generated tail holding the
@@ -44,6 +46,7 @@ from types import TracebackType
 from typing import Any, Final, Protocol, Self
 from urllib.parse import urlsplit
 
+from amqtt.adapters import ReaderAdapter, StreamWriterAdapter
 from amqtt.broker import Broker
 from amqtt.errors import AMQTTError
 from amqtt.errors import BrokerError as AmqttBrokerError
@@ -198,6 +201,91 @@ class OpenAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]
 
 log = logging.getLogger("cloud_stub.broker")
 
+_MQTT_311_LEVEL: Final = 4
+_MAX_CONNECT: Final = 64 * 1024
+# CONNACK, return code 1: unacceptable protocol version (MQTT 3.1.1 section 3.2.2.3)
+_CONNACK_BAD_PROTOCOL: Final = b"\x20\x02\x00\x01"
+
+
+class _ReplayedReader(ReaderAdapter):  # type: ignore[misc]
+    """amqtt's stream reader, with the bytes already read put back in front."""
+
+    def __init__(self, reader: asyncio.StreamReader, head: bytes) -> None:
+        self._reader = reader
+        self._head = bytearray(head)
+
+    async def read(self, n: int = -1) -> bytes:
+        if not self._head:
+            return await (self._reader.read(n) if n == -1 else self._reader.readexactly(n))
+        if n == -1 or n >= len(self._head):
+            data = bytes(self._head)
+            self._head.clear()
+            if n > len(data):
+                data += await self._reader.readexactly(n - len(data))
+            return data
+        data = bytes(self._head[:n])
+        del self._head[:n]
+        return data
+
+    def feed_eof(self) -> None:
+        self._reader.feed_eof()
+
+
+async def _first_packet(reader: asyncio.StreamReader) -> bytes:
+    """The client's first packet, whole: fixed header, remaining length, body."""
+    head = await reader.readexactly(1)
+    length = shift = 0
+    for _ in range(4):
+        byte = await reader.readexactly(1)
+        head += byte
+        length |= (byte[0] & 0x7F) << shift
+        shift += 7
+        if not byte[0] & 0x80:
+            break
+    if length > _MAX_CONNECT:
+        raise ValueError(f"first packet of {length} bytes")
+    return head + await reader.readexactly(length)
+
+
+def _protocol_level(packet: bytes) -> int | None:
+    """The protocol level of a CONNECT (``\x10 len \x00\x04 MQTT level``), else None."""
+    if packet[:1] != b"\x10":
+        return None
+    start = packet.find(b"\x00\x04MQTT", 1, 12)
+    return packet[start + 6] if start > 0 and len(packet) > start + 6 else None
+
+
+class _Broker(Broker):  # type: ignore[misc]
+    """amqtt, answering an MQTT 5 CONNECT at once with "unacceptable protocol version".
+
+    amqtt 0.12 parses every CONNECT as 3.1.1; the properties of a version 5 CONNECT (a
+    TCU's session expiry) make it wait for bytes that never come, and the client falls
+    back to 3.1.1 only after its connect timeout (10 s for a TCU). The first packet is read
+    here, a version 5 one refused as the 3.1.1 specification says, anything else handed to
+    amqtt unchanged.
+    """
+
+    async def stream_connected(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, listener_name: str
+    ) -> None:
+        try:
+            first = await _first_packet(reader)
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError) as exc:
+            log.info("a client hung up before its MQTT session began: %s", exc)
+            writer.close()
+            return
+        level = _protocol_level(first)
+        if level is not None and level > _MQTT_311_LEVEL:
+            log.info("refused an MQTT protocol level %d CONNECT: amqtt speaks 3.1.1", level)
+            with contextlib.suppress(ConnectionError):
+                writer.write(_CONNACK_BAD_PROTOCOL)
+                await writer.drain()
+            writer.close()
+            return
+        await self.external_connected(
+            _ReplayedReader(reader, first), StreamWriterAdapter(writer), listener_name
+        )
+
 
 def _is_disconnect(context: dict[str, Any]) -> bool:
     """Whether the loop's error is a client that hung up during amqtt's connection callback."""
@@ -268,7 +356,7 @@ class EmbeddedBroker:
         attempts = 1 if self._requested_port else 5
         for attempt in range(attempts):
             port = self._requested_port or free_port(self._host)
-            broker = Broker(self._config(port))
+            broker = _Broker(self._config(port))
             try:
                 await broker.start()
             except (AMQTTError, AmqttBrokerError, OSError) as exc:

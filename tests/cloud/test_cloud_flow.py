@@ -212,23 +212,26 @@ def test_stats_on_a_missing_data_directory_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "nowhere").exists()
 
 
-def _hang_up_during_connect(port: int) -> None:
-    """An MQTT 5 CONNECT, then a reset before the broker answers (a TCU probing for v5)."""
-    body = b"\x00\x04MQTT\x05\x02\x00\x3c\x00" + b"\x00\x01x"
+def _hang_up_during_connect(port: int, version: int, cut: int = 0) -> None:
+    """A CONNECT (cut short by `cut` bytes), then a reset before the broker answers."""
+    body = b"\x00\x04MQTT" + bytes([version]) + b"\x02\x00\x3c"
+    body += (b"\x00" if version == 5 else b"") + b"\x00\x01x"
+    packet = bytes([0x10, len(body)]) + body
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        sock.sendall(bytes([0x10, len(body)]) + body)
+        sock.sendall(packet[: len(packet) - cut])
 
 
 @pytest.mark.parametrize("verbose", [False, True])
 def test_a_client_hanging_up_prints_no_library_traceback(
     tmp_path: Path, serving: Callable[..., Serve], verbose: bool
 ) -> None:
+    """amqtt printed "Errno 107" and "Connection lost" tracebacks for each of these."""
     port = free_port()
     serve = serving("--port", str(port), "--data", "cloud", *(["-v"] if verbose else []))
     wait_for_broker("127.0.0.1", port, timeout=WAIT_S)
-    for _ in range(3):
-        _hang_up_during_connect(port)
+    for version, cut in ((5, 0), (5, 3), (4, 0), (4, 3)):
+        _hang_up_during_connect(port, version, cut)
     # the broker still serves
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id="after")
     assert client.connect("127.0.0.1", port) == 0
@@ -238,6 +241,7 @@ def test_a_client_hanging_up_prints_no_library_traceback(
     assert code == 0
     assert "Traceback" not in err
     assert ("hung up before its MQTT session began" in err) is verbose
+    assert ("refused an MQTT protocol level 5 CONNECT" in err) is verbose
 
 
 def test_stats_follow_a_running_serve(
