@@ -197,7 +197,8 @@ class OnlineReplay:
                 report.warnings.append(
                     f"service never active: the backend did not activate {identity.vin},"
                     " so no telemetry was sent (cloud-stub activate"
-                    f" {identity.vin} --broker {broker.url})"
+                    f" {identity.vin} --broker {broker.url}; --workdir keeps the TCU's"
+                    " service state from one replay to the next)"
                 )
             self.say("waiting for the backend to acknowledge every record")
             report.drained = await uplink.drain(self.opts.drain_timeout_s)
