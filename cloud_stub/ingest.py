@@ -24,8 +24,9 @@ A status is filed in a command's history (``Store.statuses``) only when it names
 the vehicle verified: never a refusal for ``bad_signature``, ``malformed`` or ``wrong_vin``
 (the vehicle could not trust that message's id and counter), never a refusal of a command
 whose history already holds an answer (a replay of old bytes cannot write into it), and,
-with a mailbox, only an id and counter this backend issued to that VIN. Anything else is a
-downlink refusal (``Store.downlink_refusals``), counted, keeping what the vehicle claimed.
+with a mailbox, a refusal only of an id and counter this backend issued to that VIN.
+Anything else is a downlink refusal (``Store.downlink_refusals``), counted, keeping what
+the vehicle claimed.
 
 A telemetry batch that passes is stored (each (vin, epoch, seq) once) and answered with a
 signed ack carrying the highest contiguous seq of that (vin, epoch) - also when every record
@@ -339,11 +340,14 @@ class Ingest:
         return out
 
     def _in_history(self, status: StatusMessage, out: list[Reply]) -> bool:
-        """Whether the status names a verified command (see the module docstring)."""
-        if not status.command_id:
-            return False
+        """Whether the status names a verified command (see the module docstring).
+
+        Accepted, completed and failed come only from a command whose signature the vehicle
+        verified; a refusal names one only for the reasons checked after the signature,
+        as the first answer, and (with a mailbox) for a command this backend issued.
+        """
         refused = status.outcome == "refused"
-        if refused and status.reason in _UNVERIFIED_REFUSALS:
+        if not status.command_id or (refused and status.reason in _UNVERIFIED_REFUSALS):
             return False
         if refused and self._store.answered_otherwise(status):
             return False
@@ -351,7 +355,7 @@ class Ingest:
             return True
         issued, clear = self._mailbox.answered(status.vin, status.command_id, status.counter)
         out.extend(clear)
-        return issued
+        return issued or not refused
 
 
 def _check_storable(*numbers: int) -> None:

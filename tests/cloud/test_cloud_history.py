@@ -14,9 +14,10 @@ from pathlib import Path
 import aiomqtt
 
 from cloud_stub.broker import BrokerHandle
-from cloud_stub.commands import replayed, to_other_vin
+from cloud_stub.commands import CommandBuilder, replayed, to_other_vin
 from cloud_stub.ingest import Ingest
 from cloud_stub.keys import load_backend_key
+from cloud_stub.mailbox import Mailbox
 from cloud_stub.registry import Registry
 from cloud_stub.service import Backend
 from cloud_stub.store import Store
@@ -142,3 +143,32 @@ def test_the_first_answer_to_a_verified_command_is_its_history(tmp_path: Path) -
 
     assert history == [("cmd-4", "expired")]
     assert logged == [("", "malformed")]
+
+
+def test_with_a_mailbox_a_refusal_is_history_only_for_a_command_issued_here(
+    tmp_path: Path,
+) -> None:
+    vehicle = VehicleDouble(VIN)
+    with (
+        Registry(tmp_path / "r.sqlite") as registry,
+        Store(tmp_path / "s.sqlite") as store,
+        Mailbox(tmp_path / "m.sqlite") as mailbox,
+    ):
+        vehicle.register(registry)
+        key = load_backend_key(tmp_path / "backend")
+        ingest = Ingest(registry, store, backend_key=key, mailbox=mailbox, clock=lambda: NOW)
+        issued = CommandBuilder(registry, key).build(VIN, "lock", now_epoch=NOW)
+        mailbox.post(issued, now=NOW)
+        for status in (
+            vehicle.status("cmd-1", 1, "refused", reason="expired", t_ms=1),  # issued here
+            vehicle.status("cmd-7", 7, "refused", reason="expired", t_ms=2),  # never issued
+            vehicle.status("cmd-8", 8, "accepted", t_ms=3),  # its signature was verified
+        ):
+            ingest.receive(vehicle.status_topic, status)
+        history = [(s.command_id, s.outcome) for s in store.statuses(VIN)]
+        logged = [s.command_id for s in store.downlink_refusals(VIN)]
+        states = [p.state for p in mailbox.pending(VIN)]
+
+    assert history == [("cmd-1", "refused"), ("cmd-8", "accepted")]
+    assert logged == ["cmd-7"]
+    assert states == ["answered"]
