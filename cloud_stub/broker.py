@@ -274,6 +274,12 @@ class _Broker(Broker):  # type: ignore[misc]
             log.info("a client hung up before its MQTT session began: %s", exc)
             writer.close()
             return
+        except asyncio.CancelledError:
+            # the broker stops while a client is still sending its CONNECT; ending the task
+            # normally spares asyncio's stream callback (3.11) a CancelledError traceback
+            log.info("a client was still connecting when the broker stopped")
+            writer.close()
+            return
         level = _protocol_level(first)
         if level is not None and level > _MQTT_311_LEVEL:
             log.info("refused an MQTT protocol level %d CONNECT: amqtt speaks 3.1.1", level)

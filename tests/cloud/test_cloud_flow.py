@@ -237,7 +237,10 @@ def test_a_client_hanging_up_prints_no_library_traceback(
     assert client.connect("127.0.0.1", port) == 0
     client.disconnect()
 
-    code, _, err = serve.stop()
+    # and stops while a client is half-way through its CONNECT
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as lingering:
+        lingering.sendall(b"\x10\x20\x00\x04MQTT")
+        code, _, err = serve.stop()
     assert code == 0
     assert "Traceback" not in err
     assert ("hung up before its MQTT session began" in err) is verbose
