@@ -82,7 +82,7 @@ class Mailbox(SqliteFile):
         super().__init__(path)
         self._heard: set[str] = set()
 
-    # --- the three events ---------------------------------------------------------------
+    # --- events ------------------------------------------------------------------------
 
     def post(self, signed: SignedDownlink, *, now: float) -> list[Publish]:
         """A new signed downlink: what to publish now (maybe nothing yet)."""
