@@ -9,7 +9,14 @@ accepted by its stock anonymous-auth plugin as anonymous and then keeps neither 
 its offline QoS 1 messages; `OpenAuthPlugin` accepts every client without that mark, so a
 client that connects with ``clean_session=False`` and a stable id finds, on its return, the
 QoS 1 messages published while it was away. Those sessions and queues live in memory only:
-they die with the broker, are unbounded, and amqtt speaks MQTT 3.1.1 only.
+they die with the broker, are unbounded, and amqtt speaks MQTT 3.1.1 only. A client that
+hangs up before amqtt has answered its CONNECT (a TCU trying MQTT 5 first, a port probe)
+makes amqtt's connection callback raise ``ENOTCONN`` or ``ECONNRESET`` into the event loop,
+whose default handler prints a traceback; while the broker runs, those disconnects go to
+the ``cloud_stub.broker`` logger at INFO instead, and every other error to the handler
+that was there before.
+An MQTT 5 CONNECT is answered at once with "unacceptable protocol version" (`_Broker`):
+amqtt itself would wait for the rest of a packet it misreads until the client gives up.
 
 `MosquittoProcess` starts the ``mosquitto`` binary with the repository's ``mosquitto.conf``
 (queue and in-flight limits lifted, persistence on) plus a generated tail holding the
@@ -20,8 +27,11 @@ autosave survives) and `restart` on the same port and persistence file.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import errno
 import getpass
+import logging
 import os
 import shutil
 import signal
@@ -36,6 +46,7 @@ from types import TracebackType
 from typing import Any, Final, Protocol, Self
 from urllib.parse import urlsplit
 
+from amqtt.adapters import ReaderAdapter, StreamWriterAdapter
 from amqtt.broker import Broker
 from amqtt.errors import AMQTTError
 from amqtt.errors import BrokerError as AmqttBrokerError
@@ -62,6 +73,7 @@ LOOPBACK: Final = "127.0.0.1"
 MOSQUITTO_CONF: Final = Path(__file__).with_name("mosquitto.conf")
 _DEFAULT_PORTS: Final = {"mqtt": 1883, "mqtts": 8883}
 _MOSQUITTO_CANDIDATES: Final = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
+_DISCONNECT_ERRNOS: Final = frozenset({errno.ENOTCONN, errno.ECONNRESET, errno.EPIPE})
 _START_TIMEOUT: Final = 10.0
 _STOP_TIMEOUT: Final = 10.0
 
@@ -187,6 +199,110 @@ class OpenAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]
         return True
 
 
+log = logging.getLogger("cloud_stub.broker")
+
+_MQTT_311_LEVEL: Final = 4
+_MAX_CONNECT: Final = 64 * 1024
+# CONNACK, return code 1: unacceptable protocol version (MQTT 3.1.1 section 3.2.2.3)
+_CONNACK_BAD_PROTOCOL: Final = b"\x20\x02\x00\x01"
+
+
+class _ReplayedReader(ReaderAdapter):  # type: ignore[misc]
+    """amqtt's stream reader, with the bytes already read put back in front."""
+
+    def __init__(self, reader: asyncio.StreamReader, head: bytes) -> None:
+        self._reader = reader
+        self._head = bytearray(head)
+
+    async def read(self, n: int = -1) -> bytes:
+        if not self._head:
+            return await (self._reader.read(n) if n == -1 else self._reader.readexactly(n))
+        if n == -1 or n >= len(self._head):
+            data = bytes(self._head)
+            self._head.clear()
+            if n > len(data):
+                data += await self._reader.readexactly(n - len(data))
+            return data
+        data = bytes(self._head[:n])
+        del self._head[:n]
+        return data
+
+    def feed_eof(self) -> None:
+        self._reader.feed_eof()
+
+
+async def _first_packet(reader: asyncio.StreamReader) -> bytes:
+    """The client's first packet, whole: fixed header, remaining length, body."""
+    head = await reader.readexactly(1)
+    length = shift = 0
+    for _ in range(4):
+        byte = await reader.readexactly(1)
+        head += byte
+        length |= (byte[0] & 0x7F) << shift
+        shift += 7
+        if not byte[0] & 0x80:
+            break
+    if length > _MAX_CONNECT:
+        raise ValueError(f"first packet of {length} bytes")
+    return head + await reader.readexactly(length)
+
+
+def _protocol_level(packet: bytes) -> int | None:
+    """The protocol level of a CONNECT (``\x10 len \x00\x04 MQTT level``), else None."""
+    if packet[:1] != b"\x10":
+        return None
+    start = packet.find(b"\x00\x04MQTT", 1, 12)
+    return packet[start + 6] if start > 0 and len(packet) > start + 6 else None
+
+
+class _Broker(Broker):  # type: ignore[misc]
+    """amqtt, answering an MQTT 5 CONNECT at once with "unacceptable protocol version".
+
+    amqtt 0.12 parses every CONNECT as 3.1.1; the properties of a version 5 CONNECT (a
+    TCU's session expiry) make it wait for bytes that never come, and the client falls
+    back to 3.1.1 only after its connect timeout (10 s for a TCU). The first packet is read
+    here, a version 5 one refused as the 3.1.1 specification says, anything else handed to
+    amqtt unchanged.
+    """
+
+    async def stream_connected(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, listener_name: str
+    ) -> None:
+        try:
+            first = await _first_packet(reader)
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError) as exc:
+            log.info("a client hung up before its MQTT session began: %s", exc)
+            writer.close()
+            return
+        except asyncio.CancelledError:
+            # the broker stops while a client is still sending its CONNECT; ending the task
+            # normally spares asyncio's stream callback (3.11) a CancelledError traceback
+            log.info("a client was still connecting when the broker stopped")
+            writer.close()
+            return
+        level = _protocol_level(first)
+        if level is not None and level > _MQTT_311_LEVEL:
+            log.info("refused an MQTT protocol level %d CONNECT: amqtt speaks 3.1.1", level)
+            with contextlib.suppress(ConnectionError):
+                writer.write(_CONNACK_BAD_PROTOCOL)
+                await writer.drain()
+            writer.close()
+            return
+        await self.external_connected(
+            _ReplayedReader(reader, first), StreamWriterAdapter(writer), listener_name
+        )
+
+
+def _is_disconnect(context: dict[str, Any]) -> bool:
+    """Whether the loop's error is a client that hung up during amqtt's connection callback."""
+    exc = context.get("exception")
+    if "client_connected_cb" not in str(context.get("message", "")):
+        return False
+    return isinstance(exc, ConnectionError) or (
+        isinstance(exc, OSError) and exc.errno in _DISCONNECT_ERRNOS
+    )
+
+
 class EmbeddedBroker:
     """amqtt's broker in the running event loop, on loopback and a free or given port.
 
@@ -198,6 +314,27 @@ class EmbeddedBroker:
         self._requested_port = port
         self._port = port
         self._broker: Broker | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._previous_handler: Any = None
+
+    def _quiet_disconnects(self) -> None:
+        loop = self._loop = asyncio.get_running_loop()
+        previous = self._previous_handler = loop.get_exception_handler()
+
+        def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+            if _is_disconnect(context):
+                log.info("a client hung up before its MQTT session began: %s", context["exception"])
+            elif previous is not None:
+                previous(loop, context)
+            else:
+                loop.default_exception_handler(context)
+
+        loop.set_exception_handler(handler)
+
+    def _restore_handler(self) -> None:
+        loop, self._loop = self._loop, None
+        if loop is not None:
+            loop.set_exception_handler(self._previous_handler)
 
     @property
     def host(self) -> str:
@@ -225,7 +362,7 @@ class EmbeddedBroker:
         attempts = 1 if self._requested_port else 5
         for attempt in range(attempts):
             port = self._requested_port or free_port(self._host)
-            broker = Broker(self._config(port))
+            broker = _Broker(self._config(port))
             try:
                 await broker.start()
             except (AMQTTError, AmqttBrokerError, OSError) as exc:
@@ -236,12 +373,16 @@ class EmbeddedBroker:
                 continue
             self._broker = broker
             self._port = port
+            self._quiet_disconnects()
             return
 
     async def stop(self) -> None:
         broker, self._broker = self._broker, None
         if broker is not None:
-            await broker.shutdown()
+            try:
+                await broker.shutdown()
+            finally:
+                self._restore_handler()
 
     async def __aenter__(self) -> Self:
         await self.start()

@@ -24,8 +24,10 @@ from cloud_stub.commands import CommandBuilder
 from cloud_stub.errors import CloudError
 from cloud_stub.ingest import DEFAULT_PREFIX
 from cloud_stub.keys import backend_public_key_pem, load_backend_key
+from cloud_stub.mailbox import MAILBOX_FILE, Mailbox
 from cloud_stub.registry import Registry
 from cloud_stub.service import (
+    DEFAULT_DATA,
     REGISTRY_FILE,
     STORE_FILE,
     Backend,
@@ -39,7 +41,6 @@ from tcu.telemetry.codec.cose import key_id, public_key_from_pem
 
 __all__ = ["main"]
 
-DEFAULT_DATA: Final = "cloud-stub-data"
 MAX_PEM_FILE: Final = 64 * 1024
 
 Handler = Callable[[argparse.Namespace], int]
@@ -139,6 +140,8 @@ def _serve(args: argparse.Namespace) -> int:
         level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
     logging.getLogger("cloud_stub").setLevel(logging.INFO if args.verbose else logging.WARNING)
+    # amqtt warns about every client that tries MQTT 5 first (a TCU does): -v shows them
+    logging.getLogger("amqtt").setLevel(logging.WARNING if args.verbose else logging.ERROR)
     asyncio.run(_serve_async(args))
     return 0
 
@@ -201,8 +204,8 @@ def _set_service(args: argparse.Namespace) -> int:
             print(f"{args.vin}: {state} (registry only; give --broker to tell the vehicle)")
             return 0
         name = "activate" if args.active else "deactivate"
-        counter = _send(args, registry, name, None, tls)
-    print(f"{args.vin}: {state}; sent {name} counter {counter}")
+        sent = _send(args, registry, name, None, tls)
+    print(f"{args.vin}: {state}; {name} {sent}")
     return 0
 
 
@@ -210,8 +213,8 @@ def _command(args: argparse.Namespace) -> int:
     tls = _tls(args)
     parse_broker_url(args.broker)
     with Registry(args.data / REGISTRY_FILE) as registry:
-        counter = _send(args, registry, args.name, args.argument, tls)
-    print(f"{args.vin}: sent {args.name} counter {counter}")
+        sent = _send(args, registry, args.name, args.argument, tls)
+    print(f"{args.vin}: {args.name} {sent}")
     return 0
 
 
@@ -221,14 +224,36 @@ def _send(
     name: str,
     argument: str | None,
     tls: TlsFiles | None,
-) -> int:
+) -> str:
+    """Sign the command and hand it to the mailbox; say whether it left or waits."""
     builder = CommandBuilder(registry, load_backend_key(args.data), prefix=args.prefix)
-    signed = builder.build(args.vin, name, argument, now_epoch=time.time())
-    asyncio.run(publish_once(args.broker, signed.topic, signed.payload, tls=tls))
-    return signed.downlink.counter
+    now = time.time()
+    signed = builder.build(args.vin, name, argument, now_epoch=now)
+    downlink = signed.downlink
+    with Mailbox(args.data / MAILBOX_FILE) as mailbox:
+        messages = mailbox.post(signed, now=now)
+        heard = mailbox.is_heard(args.vin)
+    if messages:
+        asyncio.run(publish_once(args.broker, messages, tls=tls))
+    done = f"{downlink.command_id} (counter {downlink.counter})"
+    if heard:
+        return f"{done} sent"
+    return (
+        f"{done} waits for the vehicle, which has not connected yet,"
+        f" until {_utc(downlink.expires_at)}"
+    )
+
+
+def _utc(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
 
 
 def _stats(args: argparse.Namespace) -> int:
+    if not args.data.is_dir():
+        raise CloudError(
+            f"--data {args.data}: no such directory (cloud-stub serve, register or"
+            " tcu provision --backend-data create it)"
+        )
     report: dict[str, Any] = {}
     with Registry(args.data / REGISTRY_FILE) as registry:
         report["vehicles"] = [
@@ -253,6 +278,21 @@ def _stats(args: argparse.Namespace) -> int:
             for p in store.progress()
         ]
         report["drops"] = {v["vin"]: store.drops(v["vin"]) for v in report["vehicles"]}
+        report["downlink_refusals"] = {
+            v["vin"]: [
+                {"reason": r.reason, "t_ms": r.t_ms, "claimed_command_id": r.command_id}
+                for r in store.downlink_refusals(v["vin"])
+            ]
+            for v in report["vehicles"]
+        }
+    with Mailbox(args.data / MAILBOX_FILE) as mailbox:
+        report["downlinks"] = {
+            v["vin"]: [
+                {"command_id": d.command_id, "name": d.name, "state": d.state}
+                for d in mailbox.pending(v["vin"])
+            ]
+            for v in report["vehicles"]
+        }
     report["ingest"] = read_stats(args.data)
     print(json.dumps(report, indent=2))
     return 0

@@ -16,15 +16,13 @@ twice counts its drops once.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 
 import cbor2
 
-from cloud_stub.db import connect
+from cloud_stub.db import SqliteFile, transaction
 from tcu.telemetry.codec.schema import BatchMessage, StatusMessage, dumps
 from tcu.telemetry.records import KIND_CODES
 
@@ -74,6 +72,15 @@ CREATE TABLE IF NOT EXISTS statuses (
     t_ms INTEGER NOT NULL,
     UNIQUE (vin, command_id, counter, outcome, reason, t_ms)
 ) STRICT;
+CREATE TABLE IF NOT EXISTS downlink_refusals (
+    id INTEGER PRIMARY KEY,
+    vin TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    t_ms INTEGER NOT NULL,
+    claimed_command_id TEXT NOT NULL,
+    claimed_counter INTEGER NOT NULL,
+    UNIQUE (vin, reason, t_ms, claimed_command_id, claimed_counter)
+) STRICT;
 """
 
 
@@ -109,33 +116,16 @@ class Progress:
     conflicts: int
 
 
-class Store:
+class Store(SqliteFile):
     """Telemetry records and command results in SQLite at `path`."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self._db = connect(path)
-        self._db.executescript(_SCHEMA)
-
-    def close(self) -> None:
-        self._db.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+    SCHEMA = _SCHEMA
 
     def add_batch(self, batch: BatchMessage) -> BatchResult:
         """Store the batch's new records and return the (vin, epoch) highest contiguous seq."""
         db = self._db
         stored = duplicates = conflicts = 0
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(db):
             for record in batch.records:
                 body = dumps(dict(record.body))
                 cursor = db.execute(
@@ -166,10 +156,6 @@ class Store:
                 [(batch.vin, batch.epoch, first_seq, n, c) for n, c in batch.drops.items()],
             )
             acked = self._advance(batch.vin, batch.epoch, duplicates, conflicts)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         return BatchResult(stored=stored, duplicates=duplicates, conflicts=conflicts, acked=acked)
 
     def _advance(self, vin: str, epoch: int, duplicates: int, conflicts: int) -> int:
@@ -225,7 +211,11 @@ class Store:
         return 0 if row is None else int(row[0])
 
     def add_status(self, status: StatusMessage) -> bool:
-        """Store a command result; False if this exact result was stored already."""
+        """File a command result in the command's history; False if stored already.
+
+        The caller (`Ingest`) decides what is history: only answers that name a verified
+        command (`docs/backend.md`, "Command history").
+        """
         cursor = self._db.execute(
             "INSERT OR IGNORE INTO statuses (vin, command_id, counter, outcome, reason, t_ms)"
             " VALUES (?, ?, ?, ?, ?, ?)",
@@ -239,6 +229,49 @@ class Store:
             ),
         )
         return cursor.rowcount == 1
+
+    def answered_otherwise(self, status: StatusMessage) -> bool:
+        """Whether the command's history holds an answer other than this very one."""
+        row = self._db.execute(
+            "SELECT 1 FROM statuses WHERE vin = ? AND command_id = ? AND counter = ?"
+            " AND NOT (outcome = ? AND reason = ? AND t_ms = ?) LIMIT 1",
+            (
+                status.vin,
+                status.command_id,
+                status.counter,
+                status.outcome,
+                status.reason or "",
+                status.t_ms,
+            ),
+        ).fetchone()
+        return row is not None
+
+    def add_downlink_refusal(self, status: StatusMessage) -> bool:
+        """Store a refusal that names no verified command; False if stored already.
+
+        The command id and counter are kept as the vehicle claimed them, never as a key
+        of any command's history.
+        """
+        cursor = self._db.execute(
+            "INSERT OR IGNORE INTO downlink_refusals"
+            " (vin, reason, t_ms, claimed_command_id, claimed_counter) VALUES (?, ?, ?, ?, ?)",
+            (status.vin, status.reason or "", status.t_ms, status.command_id, status.counter),
+        )
+        return cursor.rowcount == 1
+
+    def downlink_refusals(self, vin: str) -> list[StatusMessage]:
+        """Refused downlinks that name no verified command, as the vehicle reported them."""
+        rows = self._db.execute(
+            "SELECT reason, t_ms, claimed_command_id, claimed_counter FROM downlink_refusals"
+            " WHERE vin = ? ORDER BY id",
+            (vin,),
+        ).fetchall()
+        return [
+            StatusMessage(
+                vin=vin, command_id=c, counter=n, outcome="refused", reason=r or "unknown", t_ms=t
+            )
+            for r, t, c, n in rows
+        ]
 
     def statuses(self, vin: str) -> list[StatusMessage]:
         rows = self._db.execute(

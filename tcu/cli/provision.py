@@ -7,11 +7,12 @@ import json
 from typing import Any
 
 from cloud_stub.provisioning import registration
+from cloud_stub.service import DEFAULT_DATA
 from tcu.output import table
 from tcu.telemetry.storage.identity import ALGORITHMS, provision
 
 DEFAULT_KEYSTORE = "keystore"
-DEFAULT_BACKEND_DATA = "cloud-data"
+DEFAULT_BACKEND_DATA = DEFAULT_DATA  # the directory cloud-stub uses by default
 
 
 def register(sub: Any) -> None:

@@ -103,6 +103,8 @@ def run_broker(args: argparse.Namespace) -> int:
     )
     say = (lambda s: None) if args.json else (lambda s: print(f"- {s}", flush=True))
     report = run_online(opts, say=say)
+    for w in report.warnings:
+        print(f"warning: {w}", file=sys.stderr)
     if args.json:
         print(json.dumps(report.as_json(), indent=2))
     else:

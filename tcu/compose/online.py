@@ -65,6 +65,7 @@ class OnlineOptions:
     """Commands injected at a vehicle time of the first trace, as ``--command`` does."""
     sinks: tuple[Sink, ...] = ()
     """Observers of the host (``tcu.runtime.host.Sink``)."""
+    activation_wait_s: float = 5.0
 
 
 @dataclass(slots=True)
@@ -75,6 +76,7 @@ class TraceResult:
     epoch: int = 0
     verdicts: Counter[str] = field(default_factory=Counter)
     records: int = 0
+    active: bool = False
 
 
 @dataclass(slots=True)
@@ -94,6 +96,7 @@ class OnlineReport:
     wall_s: float = 0.0
     logs: list[str] = field(default_factory=list)
     uplink: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def lost(self) -> int | None:
@@ -128,6 +131,7 @@ class OnlineReport:
             "drained": self.drained,
             "wall_s": round(self.wall_s, 3),
             "uplink": self.uplink,
+            "warnings": self.warnings,
         }
 
 
@@ -191,6 +195,13 @@ class OnlineReplay:
                 result = await self._replay_one(trace, vehicle, outbox, identity, uplink, n == 0)
                 report.traces.append(result)
                 report.records_produced += result.records
+            if not any(t.active or t.records for t in report.traces):
+                report.warnings.append(
+                    f"service never active: the backend did not activate {identity.vin},"
+                    " so no telemetry was sent (cloud-stub activate"
+                    f" {identity.vin} --broker {broker.url}; --workdir keeps the TCU's"
+                    " service state from one replay to the next)"
+                )
             self.say("waiting for the backend to acknowledge every record")
             report.drained = await uplink.drain(self.opts.drain_timeout_s)
             report.outbox_depth = outbox.depth()
@@ -286,6 +297,12 @@ class OnlineReplay:
             self.say("backend sent a signed activation; waiting for the TCU to accept it")
             await self._until(lambda: bool(tcu.telemetry and tcu.telemetry.active), 15.0)
             self.say("service active: the TCU starts sending")
+        elif first_boot and tcu.telemetry is not None and not tcu.telemetry.active:
+            # a command that waited for this TCU arrives as it subscribes (cloud_stub.mailbox)
+            wait = self.opts.activation_wait_s
+            self.say(f"service not active: waiting up to {wait:g} s for the backend's activation")
+            if await self._until(lambda: bool(tcu.telemetry and tcu.telemetry.active), wait, False):
+                self.say("service active: the TCU starts sending")
         self.say(f"replaying {shown_path(trace)}")
         chunks = itertools.chain([first], frames) if first is not None else frames
         while True:
@@ -306,15 +323,21 @@ class OnlineReplay:
         result.vehicle_time_s = stats.vehicle_time_s
         result.records = host.counts.records_produced - produced
         result.verdicts = Counter(v.outcome for v in tcu.services.verdicts)
+        result.active = bool(tcu.telemetry and tcu.telemetry.active)
         return result
 
-    async def _until(self, condition: Callable[[], bool], timeout: float) -> None:
+    async def _until(
+        self, condition: Callable[[], bool], timeout: float, required: bool = True
+    ) -> bool:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while not condition():
             if loop.time() > deadline:
+                if not required:
+                    return False
                 raise TcuError(f"timed out after {timeout:g} s waiting for the service activation")
             await asyncio.sleep(0.02)
+        return True
 
 
 async def _reachable(broker: BrokerURL) -> None:

@@ -104,6 +104,7 @@ def _file_progress(trace: Path, progress: Progress | None) -> Callable[[int, flo
 class _OutTrace:
     def __init__(self, path: Path) -> None:
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             self.writer = can.Logger(str(path))
         except ValueError as e:
             raise ConfigError(f"--out-trace {path}: {e}") from None
@@ -187,6 +188,12 @@ def replay_file(opts: ReplayOptions, *, progress: Progress | None = None) -> Rep
             warnings.append(
                 f"{world.outbox.depth()} records still in the outbox {opts.drain_s:g} s "
                 "after the trace (link down or service inactive); they are kept, not lost"
+            )
+        telemetry = world.host.tcu.telemetry
+        if telemetry is not None and not telemetry.active and not telemetry.counts.activations:
+            warnings.append(
+                f"service never active: the backend did not activate {vehicle.vin},"
+                " so no telemetry was recorded"
             )
         core = world.core
         report = ReplayReport(

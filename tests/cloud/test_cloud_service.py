@@ -132,6 +132,10 @@ async def test_activation_flips_the_registry_and_tells_the_vehicle(
         await client.subscribe(f"vehicles/{VIN}/commands", qos=1)
         await backend.activate(VIN)
         _, first = await next_payload(client)
+        # a vehicle never heard from gets its first command retained; its answer clears it
+        answer = vehicle.status("cmd-1", 1, "completed")
+        await client.publish(vehicle.status_topic, answer, qos=1)
+        assert await next_payload(client) == (f"vehicles/{VIN}/commands", b"")
         await backend.deactivate(VIN)
         _, second = await next_payload(client)
         names = [VehicleDouble.read_downlink(p, backend_public) for p in (first, second)]

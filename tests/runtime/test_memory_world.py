@@ -85,6 +85,10 @@ def test_an_inactive_service_sends_nothing(tmp_path: Path) -> None:
     assert t["records_produced"] == 0 and t["batches_sent"] == 0 and t["bytes_up"] == 0
     assert report.extra["backend"]["records_stored"] == 0
     assert len(report.extra["verdicts"]) == 4  # the services still run
+    assert [w for w in report.warnings if w.startswith("service never active")] == [
+        f"service never active: the backend did not activate {DEFAULT_VIN},"
+        " so no telemetry was recorded"
+    ]
 
 
 @pytest.mark.parametrize("name", ["depot_night.blf", "city_delivery.blf", "cross_border.log"])
@@ -94,3 +98,4 @@ def test_reference_traces_arrive_complete(name: str) -> None:
     assert t["records_produced"] > 10
     assert b["records_stored"] == t["records_produced"]
     assert b["duplicates"] == 0 and b["refused"] == {} and t["lost"] == 0
+    assert not [w for w in report.warnings if w.startswith("service never active")]

@@ -164,13 +164,13 @@ def _refusal(p: DownlinkPart, payload: bytes) -> StatusMessage:
 @pytest.mark.parametrize(
     ("payload", "reason", "command_id"),
     [
-        (signed(message(), generate_key("EdDSA")), "bad_signature", "cmd-1"),
-        (signed(message(), generate_key("ES256")), "bad_signature", "cmd-1"),
+        # unverified, or another vehicle's: the answer names no command id and counter 0
+        (signed(message(), generate_key("EdDSA")), "bad_signature", ""),
+        (signed(message(), generate_key("ES256")), "bad_signature", ""),
         (b"\xd2\x84junk", "malformed", ""),
-        (b"", "malformed", ""),
         (sign1(b"\x01", BACKEND, kid=key_id(BACKEND)), "malformed", ""),
         (sign1(cbor2.dumps({1: VIN, 2: "x"}), BACKEND, kid=key_id(BACKEND)), "malformed", ""),
-        (signed(message(vin=OTHER_VIN)), "wrong_vin", "cmd-1"),
+        (signed(message(vin=OTHER_VIN)), "wrong_vin", ""),
         (signed(message(expires_at=ORIGIN + 99)), "expired", "cmd-1"),
         (signed(message(name="self_destruct")), "unknown_command", "cmd-1"),
         (signed(message(name="set_departure")), "malformed", "cmd-1"),
@@ -186,8 +186,15 @@ def test_each_refusal_has_a_signed_status_with_its_reason(
     (status,) = statuses(out)
     assert status.reason == reason
     assert status.command_id == command_id
+    assert status.counter == (1 if command_id else 0)
     assert saved(out) == [] and p.last_counter == 0
     assert p.refused[reason] == 1
+
+
+def test_an_empty_payload_clears_a_retained_command_and_is_not_answered() -> None:
+    p = part()
+    assert p.on_event(Downlink(payload=b""), NOW) == []
+    assert (p.cleared, sum(p.refused.values()), p.last_counter) == (1, 0, 0)
 
 
 def test_replayed_counter_is_refused_and_the_counter_survives_a_restart(tmp_path: Path) -> None:

@@ -31,9 +31,13 @@ class SqliteFile:
     ) -> None:
         where = os.fspath(path)
         self.path = Path(where)
-        try:
-            if where != ":memory:":
+        if where != ":memory:":
+            try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                message = f"{self.what} {where}: cannot create its directory: {exc.strerror}"
+                raise self.error(message) from None
+        try:
             self._db = sqlite3.connect(where, timeout=BUSY_TIMEOUT_S, isolation_level=None)
             mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if where != ":memory:" and str(mode).lower() != "wal":
