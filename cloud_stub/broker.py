@@ -45,12 +45,15 @@ from cloud_stub.errors import BrokerError
 
 __all__ = [
     "LOOPBACK",
+    "MOSQUITTO_ACL",
     "MOSQUITTO_CONF",
+    "MOSQUITTO_TLS_CONF",
     "BrokerHandle",
     "BrokerUrl",
     "EmbeddedBroker",
     "MosquittoProcess",
     "OpenAuthPlugin",
+    "TlsListener",
     "find_mosquitto",
     "free_port",
     "mqtt_answers",
@@ -60,6 +63,8 @@ __all__ = [
 
 LOOPBACK: Final = "127.0.0.1"
 MOSQUITTO_CONF: Final = Path(__file__).with_name("mosquitto.conf")
+MOSQUITTO_TLS_CONF: Final = Path(__file__).with_name("mosquitto-tls.conf")
+MOSQUITTO_ACL: Final = Path(__file__).with_name("mosquitto.acl")
 _DEFAULT_PORTS: Final = {"mqtt": 1883, "mqtts": 8883}
 _MOSQUITTO_CANDIDATES: Final = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
 _START_TIMEOUT: Final = 10.0
@@ -129,14 +134,26 @@ _CONNACK_ACCEPTED: Final = bytes.fromhex("20020000")
 _DISCONNECT: Final = bytes.fromhex("e000")
 
 
-def mqtt_answers(host: str, port: int, *, tls: bool = False, timeout: float = 1.0) -> bool:
-    """True if an MQTT 3.1.1 broker on `host:port` accepts a clean, anonymous CONNECT."""
+def mqtt_answers(
+    host: str,
+    port: int,
+    *,
+    tls: bool = False,
+    timeout: float = 1.0,
+    context: ssl.SSLContext | None = None,
+) -> bool:
+    """True if an MQTT 3.1.1 broker on `host:port` accepts a clean CONNECT without username.
+
+    With `tls`, the handshake uses `context` (a client certificate, say) or, without it, one
+    that checks nothing.
+    """
     try:
         with socket.create_connection((host, port), timeout=timeout) as raw:
             if tls:
-                context = ssl.create_default_context()
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
+                if context is None:
+                    context = ssl.create_default_context()
+                    context.check_hostname = False
+                    context.verify_mode = ssl.CERT_NONE
                 sock: socket.socket = context.wrap_socket(raw, server_hostname=host)
             else:
                 sock = raw
@@ -161,6 +178,7 @@ def wait_for_broker(
     timeout: float,
     tls: bool = False,
     alive: Callable[[], bool] | None = None,
+    context: ssl.SSLContext | None = None,
 ) -> None:
     """Block until an MQTT broker answers on `host:port`.
 
@@ -170,7 +188,7 @@ def wait_for_broker(
     while True:
         if alive is not None and not alive():
             raise BrokerError(f"broker on {host}:{port} exited during start-up")
-        if mqtt_answers(host, port, tls=tls):
+        if mqtt_answers(host, port, tls=tls, context=context):
             return
         if time.monotonic() > deadline:
             raise BrokerError(f"broker on {host}:{port} not answering after {timeout}s")
@@ -272,11 +290,30 @@ def find_mosquitto() -> str | None:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TlsListener:
-    """Certificate files for a Mosquitto TLS listener."""
+    """Certificate files for a Mosquitto TLS listener.
+
+    With `client_certfile` (a key and certificate in one PEM the broker must accept) the
+    listener is the fleet's: ``mosquitto-tls.conf`` (client certificates required, CN as
+    username, no anonymous clients), ``mosquitto.acl`` and `crlfile`; readiness is probed
+    with that certificate.
+    """
 
     cafile: Path
     certfile: Path
     keyfile: Path
+    crlfile: Path | None = None
+    client_certfile: Path | None = None
+
+    @property
+    def mutual(self) -> bool:
+        return self.client_certfile is not None
+
+    def probe_context(self) -> ssl.SSLContext:
+        """What `wait_for_broker` connects with: trusts `cafile`, shows `client_certfile`."""
+        client = str(self.client_certfile) if self.client_certfile else None
+        context = client_tls_context(str(self.cafile), client)
+        context.check_hostname = False
+        return context
 
 
 class MosquittoProcess:
@@ -348,11 +385,20 @@ class MosquittoProcess:
             f"persistence_location {self._data_dir.resolve()}/",
             "persistence_file mosquitto.db",
         ]
+        if self._tls is not None and self._tls.mutual:
+            try:
+                fleet = MOSQUITTO_TLS_CONF.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise BrokerError(f"cannot read {MOSQUITTO_TLS_CONF}: {exc.strerror}") from None
+            tail += ["", fleet.rstrip("\n"), "", "# generated: the fleet CA's files"]
+            tail.append(f"acl_file {MOSQUITTO_ACL}")
+            if self._tls.crlfile is not None:
+                tail.append(f"crlfile {self._tls.crlfile.resolve()}")
         if self._tls is not None:
             tail += [
-                f"cafile {self._tls.cafile}",
-                f"certfile {self._tls.certfile}",
-                f"keyfile {self._tls.keyfile}",
+                f"cafile {self._tls.cafile.resolve()}",
+                f"certfile {self._tls.certfile.resolve()}",
+                f"keyfile {self._tls.keyfile.resolve()}",
             ]
         if os.geteuid() == 0:
             tail.append(f"user {getpass.getuser()}")
@@ -398,6 +444,7 @@ class MosquittoProcess:
                 timeout=_START_TIMEOUT,
                 tls=self._tls is not None,
                 alive=lambda: self.running,
+                context=self._tls.probe_context() if self._tls and self._tls.mutual else None,
             )
         except BrokerError as exc:
             self.kill()
@@ -416,6 +463,12 @@ class MosquittoProcess:
     def kill(self) -> None:
         """SIGKILL: messages since the last autosave are lost."""
         self._end(signal.SIGKILL)
+
+    def reload(self) -> None:
+        """SIGHUP: Mosquitto reads its configuration, ACL, certificates and CRL again."""
+        if self._process is None or not self.running:
+            raise BrokerError("mosquitto is not running")
+        self._process.send_signal(signal.SIGHUP)
 
     def restart(self) -> None:
         """Stop (if running) and start again on the same port and persistence file."""
