@@ -41,8 +41,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from cloud_stub.broker import TlsListener
+from cloud_stub.broker import MosquittoProcess, TlsListener
 from cloud_stub.errors import CloudError
+from cloud_stub.service import TlsFiles
 from tcu.errors import ConfigError
 from tcu.telemetry.certificate import write_atomic
 from tcu.telemetry.records import is_vin
@@ -379,6 +380,22 @@ class FleetCA:
             crlfile=self.crl_path,
             client_certfile=self.tls_dir / "backend.pem",
         )
+
+    def backend_tls(self) -> TlsFiles:
+        """What the backend connects with: trusts the CA, shows ``tls/backend.pem``."""
+        path = str(self.tls_dir / "backend.pem")
+        return TlsFiles(cafile=str(self.cert_path), certfile=path, keyfile=path)
+
+    def mosquitto(
+        self, directory: str | os.PathLike[str], *, binary: str | None = None
+    ) -> MosquittoProcess:
+        """A Mosquitto (not started) with the fleet listener; issues the broker's and the
+        backend's certificates first if they are missing."""
+        if not (self.tls_dir / "backend.pem").exists():
+            self.issue_backend()
+        if not (self.tls_dir / "broker.pem").exists():
+            self.issue_broker()
+        return MosquittoProcess(directory, tls=self.listener(), binary=binary)
 
     # --- revoking --------------------------------------------------------------------------
 

@@ -59,6 +59,7 @@ class OnlineOptions:
     mapping: str | None = None
     drain_timeout_s: float = 120.0
     protocol: str = "auto"
+    backend_tls: TlsFiles | None = None  # the backend's own client certificate (mutual TLS)
 
 
 @dataclass(slots=True)
@@ -216,8 +217,8 @@ class OnlineReplay:
                     "backend (tcu provision --vin VIN --backend-data DIR)"
                 )
             return load_identity(self.opts.keystore)
-        tls = None
-        if broker.tls:
+        tls = self.opts.backend_tls
+        if broker.tls and tls is None:
             tls = TlsFiles(
                 cafile=str(broker.ca) if broker.ca else None,
                 certfile=str(broker.cert) if broker.cert else None,
