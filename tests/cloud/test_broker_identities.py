@@ -1,0 +1,424 @@
+"""Each van only on its own topics: the fleet CA, mutual TLS and the ACL on a real Mosquitto.
+
+Every refusal is checked next to an acceptance that differs in one thing only (the same
+certificate before revocation, the same topic for its own van, a marker message that does
+arrive), so a test fails if the broker lets through what it should not, and also if it
+refuses everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import json
+import ssl
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiomqtt
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from cloud_stub.broker import MosquittoProcess, mqtt_answers
+from cloud_stub.ca import BACKEND_CN, CaError, FleetCA
+from cloud_stub.provisioning import certification, registration
+from cloud_stub.service import Backend
+from tcu.errors import ConfigError
+from tcu.events import Ack
+from tcu.runtime.mqtt import BrokerURL, TelemetryUplink
+from tcu.telemetry.certificate import (
+    FLEET_CA,
+    TLS_CLIENT,
+    make_csr,
+    read_client_certificate,
+    request_certificate,
+)
+from tcu.telemetry.identity import load_identity, provision
+from tcu.telemetry.outbox import Outbox
+from tcu.telemetry.records import Record
+from tcu.vehicle import catalogue as cat
+from tcu.vehicle.catalogue import SIGNAL_IDS
+
+pytestmark = pytest.mark.mosquitto
+
+VAN_A = "XECELLVAN0000000A"
+VAN_B = "XECELLVAN0000000B"
+WAIT = 5.0
+QUIET = 0.5  # how long "nothing arrives" is watched, after a later marker did arrive
+
+
+@dataclass
+class Fleet:
+    ca: FleetCA
+    broker: MosquittoProcess
+    dir: Path
+
+    def van_pem(
+        self, vin: str, *, start: datetime.datetime | None = None, days: float = 365
+    ) -> Path:
+        """A van's key and certificate issued from its own CSR, as one PEM file."""
+        key, csr = make_csr(vin)
+        cert = self.ca.issue_vehicle(vin, csr, start=start, days=days)
+        path = self.dir / f"{vin}-{len(list(self.dir.glob(vin + '*')))}.pem"
+        path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+            + cert
+        )
+        return path
+
+    def backend_pem(self) -> Path:
+        return self.ca.tls_dir / "backend.pem"
+
+    def context(self, certfile: Path | None) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.ca.cert_path))
+        if certfile is not None:
+            context.load_cert_chain(str(certfile))
+        return context
+
+    @contextlib.asynccontextmanager
+    async def client(
+        self, certfile: Path | None, name: str, *, v5: bool = False
+    ) -> AsyncIterator[aiomqtt.Client]:
+        version = aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311
+        async with aiomqtt.Client(
+            self.broker.host,
+            self.broker.port,
+            identifier=name,
+            protocol=version,
+            tls_context=self.context(certfile),
+            timeout=WAIT,
+        ) as client:
+            yield client
+
+
+@pytest.fixture
+def fleet(mosquitto_binary: str, tmp_path: Path) -> Iterator[Fleet]:
+    ca = FleetCA(tmp_path / "backend")
+    (tmp_path / "certs").mkdir()
+    with ca.mosquitto(tmp_path / "mosquitto", binary=mosquitto_binary) as broker:
+        yield Fleet(ca=ca, broker=broker, dir=tmp_path / "certs")
+
+
+async def collect(client: aiomqtt.Client, into: list[tuple[str, bytes]]) -> None:
+    async for message in client.messages:
+        assert isinstance(message.payload, bytes)
+        into.append((str(message.topic), message.payload))
+
+
+async def until(what: str, condition: object, timeout: float = WAIT) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():  # type: ignore[operator]
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+async def refused(fleet: Fleet, certfile: Path | None) -> bool:
+    """True if the broker does not let a client with `certfile` in (TLS alert or CONNACK).
+
+    A raw CONNECT on a TLS socket: under TLS 1.3 the broker's verdict on the client's
+    certificate arrives after the client's handshake has finished, as an alert on the
+    first read, which this sees at once (an MQTT client library waits for its timeout).
+    """
+    context = fleet.context(certfile)
+    answered = await asyncio.to_thread(
+        mqtt_answers, fleet.broker.host, fleet.broker.port, tls=True, context=context
+    )
+    return not answered
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+async def test_a_van_reads_nothing_of_another_van(fleet: Fleet) -> None:
+    a, b = fleet.van_pem(VAN_A), fleet.van_pem(VAN_B)
+    seen_a: list[tuple[str, bytes]] = []
+    seen_b: list[tuple[str, bytes]] = []
+    seen_backend: list[tuple[str, bytes]] = []
+    async with (
+        fleet.client(a, "tcu-a") as van_a,
+        fleet.client(b, "tcu-b") as van_b,
+        fleet.client(fleet.backend_pem(), "cloud-stub") as backend,
+    ):
+        # Mosquitto 2.0 grants these subscriptions (SUBACK QoS 1) and checks read access
+        # on each delivery instead: what counts is that nothing arrives.
+        for topic in (
+            f"vehicles/{VAN_B}/telemetry",
+            f"vehicles/{VAN_B}/commands",
+            f"vehicles/{VAN_B}/ack",
+            "vehicles/#",
+            "vehicles/+/telemetry",
+            "#",
+        ):
+            await van_a.subscribe(topic, qos=1)
+        await van_b.subscribe(f"vehicles/{VAN_B}/commands", qos=1)
+        await van_b.subscribe(f"vehicles/{VAN_B}/ack", qos=1)
+        await backend.subscribe("vehicles/+/telemetry", qos=1)
+        tasks = [
+            asyncio.create_task(collect(van_a, seen_a)),
+            asyncio.create_task(collect(van_b, seen_b)),
+            asyncio.create_task(collect(backend, seen_backend)),
+        ]
+        try:
+            await van_b.publish(f"vehicles/{VAN_B}/telemetry", b"position of B", qos=1)
+            await backend.publish(f"vehicles/{VAN_B}/ack", b"ack for B", qos=1)
+            await backend.publish(f"vehicles/{VAN_B}/commands", b"unlock B", qos=1)
+            await until("B's telemetry at the backend", lambda: len(seen_backend) == 1)
+            await until("B's ack and command at B", lambda: len(seen_b) == 2)
+            await asyncio.sleep(QUIET)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+    assert seen_backend == [(f"vehicles/{VAN_B}/telemetry", b"position of B")]
+    assert sorted(seen_b) == [
+        (f"vehicles/{VAN_B}/ack", b"ack for B"),
+        (f"vehicles/{VAN_B}/commands", b"unlock B"),
+    ]
+    assert seen_a == []
+
+
+async def test_a_van_reads_its_own_commands_but_not_its_own_telemetry(fleet: Fleet) -> None:
+    a = fleet.van_pem(VAN_A)
+    seen_a: list[tuple[str, bytes]] = []
+    async with (
+        fleet.client(a, "tcu-a") as van_a,
+        fleet.client(fleet.backend_pem(), "cloud-stub") as backend,
+    ):
+        await van_a.subscribe(f"vehicles/{VAN_A}/#", qos=1)
+        task = asyncio.create_task(collect(van_a, seen_a))
+        try:
+            await van_a.publish(f"vehicles/{VAN_A}/telemetry", b"own telemetry", qos=1)
+            await van_a.publish(f"vehicles/{VAN_A}/status", b"own status", qos=1)
+            await backend.publish(f"vehicles/{VAN_A}/commands", b"lock A", qos=1)
+            await until("A's command at A", lambda: len(seen_a) >= 1)
+            await asyncio.sleep(QUIET)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    assert seen_a == [(f"vehicles/{VAN_A}/commands", b"lock A")]
+
+
+# --- writing -------------------------------------------------------------------------------
+
+
+async def test_a_van_cannot_publish_in_another_vans_name(fleet: Fleet) -> None:
+    a, b = fleet.van_pem(VAN_A), fleet.van_pem(VAN_B)
+    seen_b: list[tuple[str, bytes]] = []
+    seen_backend: list[tuple[str, bytes]] = []
+    forged = [f"vehicles/{VAN_B}/{suffix}" for suffix in ("commands", "ack", "telemetry", "status")]
+    # Its own command and ack topics are read-only for a van too.
+    forged += [f"vehicles/{VAN_A}/commands", f"vehicles/{VAN_A}/ack"]
+    attempts = 0
+    async with (
+        fleet.client(b, "tcu-b") as van_b,
+        fleet.client(fleet.backend_pem(), "cloud-stub") as backend,
+    ):
+        await van_b.subscribe(f"vehicles/{VAN_B}/commands", qos=1)
+        await van_b.subscribe(f"vehicles/{VAN_B}/ack", qos=1)
+        await backend.subscribe("vehicles/+/telemetry", qos=1)
+        await backend.subscribe("vehicles/+/status", qos=1)
+        tasks = [
+            asyncio.create_task(collect(van_b, seen_b)),
+            asyncio.create_task(collect(backend, seen_backend)),
+        ]
+        try:
+            for topic in forged:
+                # Mosquitto 2.0.11 acknowledges the PUBLISH (QoS 1), drops the message and
+                # closes the publisher's connection; hence one connection per attempt.
+                with contextlib.suppress(aiomqtt.MqttError):
+                    async with fleet.client(a, f"tcu-a-{attempts}") as van_a:
+                        await van_a.publish(topic, b"forged by A", qos=1, timeout=2.0)
+                attempts += 1
+            async with fleet.client(a, "tcu-a") as van_a:
+                await van_a.publish(f"vehicles/{VAN_A}/telemetry", b"marker from A", qos=1)
+            await until("A's marker at the backend", lambda: len(seen_backend) >= 1)
+            await asyncio.sleep(QUIET)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+    assert seen_backend == [(f"vehicles/{VAN_A}/telemetry", b"marker from A")]
+    assert seen_b == []
+
+
+# --- who gets in ---------------------------------------------------------------------------
+
+
+async def test_a_valid_van_and_the_backend_get_in(fleet: Fleet) -> None:
+    assert not await refused(fleet, fleet.van_pem(VAN_A))
+    assert not await refused(fleet, fleet.backend_pem())
+
+
+async def test_no_certificate_is_refused(fleet: Fleet) -> None:
+    assert await refused(fleet, None)
+
+
+async def test_an_expired_certificate_is_refused(fleet: Fleet) -> None:
+    start = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=2)
+    expired = fleet.van_pem(VAN_A, start=start, days=1)
+    not_yet = fleet.van_pem(VAN_A, start=start + datetime.timedelta(days=3), days=1)
+    assert await refused(fleet, expired)
+    assert await refused(fleet, not_yet)
+    assert not await refused(fleet, fleet.van_pem(VAN_A))
+
+
+async def test_a_certificate_of_another_ca_is_refused(fleet: Fleet, tmp_path: Path) -> None:
+    other = FleetCA(tmp_path / "elsewhere")
+    key, csr = make_csr(VAN_A)
+    forged = tmp_path / "forged.pem"
+    forged.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        + other.issue_vehicle(VAN_A, csr)
+    )
+    # Same CN as the backend, from another CA: still nobody.
+    impostor = tmp_path / "impostor.pem"
+    impostor.write_bytes(other.issue_client(BACKEND_CN))
+    assert await refused(fleet, forged)
+    assert await refused(fleet, impostor)
+
+
+async def test_a_revoked_certificate_is_refused_after_the_broker_rereads_the_crl(
+    fleet: Fleet,
+) -> None:
+    a = fleet.van_pem(VAN_A)
+    b = fleet.van_pem(VAN_B)
+    assert not await refused(fleet, a)
+    revoked = fleet.ca.revoke(cn=VAN_A)
+    assert [r.cn for r in revoked] == [VAN_A]
+    fleet.broker.reload()
+    await until_refused(fleet, a)
+    assert not await refused(fleet, b)  # the CRL names A only
+
+
+async def until_refused(fleet: Fleet, certfile: Path) -> None:
+    """The broker rereads on SIGHUP asynchronously: wait for the refusal, bounded."""
+    deadline = asyncio.get_running_loop().time() + WAIT
+    while not await refused(fleet, certfile):
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(f"{certfile.name} still accepted after revocation")
+        await asyncio.sleep(0.05)
+
+
+def test_the_ca_refuses_what_is_not_a_vans_request(tmp_path: Path) -> None:
+    ca = FleetCA(tmp_path / "backend")
+    _, csr_a = make_csr(VAN_A)
+    with pytest.raises(CaError, match="names CN=XECELLVAN0000000A"):
+        ca.issue_vehicle(VAN_B, csr_a)
+    _, backend_csr = make_csr(BACKEND_CN)
+    with pytest.raises(CaError, match="not a VIN"):
+        ca.issue_vehicle(BACKEND_CN, backend_csr)
+    with pytest.raises(CaError, match="validity"):
+        ca.issue_vehicle(VAN_A, csr_a, days=0)
+    assert ca.key_path.stat().st_mode & 0o777 == 0o600
+    ca.key_path.chmod(0o640)
+    with pytest.raises(CaError, match="accessible by others"):
+        FleetCA(tmp_path / "backend")
+
+
+# --- renewal -------------------------------------------------------------------------------
+
+
+def records(vin: str, seqs: range) -> list[Record]:
+    return [
+        Record(
+            vin=vin,
+            epoch=1,
+            seq=seq,
+            t_ms=seq * 1000,
+            kind="snapshot",
+            body={0: 0, SIGNAL_IDS[cat.SOC]: 50.0 + seq % 40},
+        )
+        for seq in seqs
+    ]
+
+
+async def test_a_renewed_certificate_keeps_the_outbox(fleet: Fleet, tmp_path: Path) -> None:
+    data = fleet.ca.data_dir
+    keystore = tmp_path / "keystore"
+    register, backend_pem = registration(data)
+    provision(VAN_A, keystore, register=register, backend_pem=backend_pem)
+    with pytest.raises(ConfigError, match="cannot read"):
+        read_client_certificate(keystore)  # no certificate yet: provision alone makes none
+    first = request_certificate(keystore, VAN_A, certification(data))
+    first_copy = tmp_path / "first.pem"
+    first_copy.write_bytes((keystore / TLS_CLIENT).read_bytes())
+    identity = load_identity(keystore)
+    url = BrokerURL.parse(
+        fleet.broker.url,
+        ca=keystore / FLEET_CA,
+        cert=keystore / TLS_CLIENT,
+        key=keystore / TLS_CLIENT,
+    )
+    acks: list[Ack] = []
+    async with Backend(fleet.broker.url, data, tls=fleet.ca.backend_tls()) as backend:
+        backend.registry.activate(VAN_A)
+        with Outbox(tmp_path / "outbox.sqlite", synchronous="NORMAL") as outbox:
+            outbox.append(records(VAN_A, range(1, 101)))
+            uplink = TelemetryUplink(outbox, identity, url, on_event=acks.append)
+            task = asyncio.create_task(uplink.run())
+            try:
+                assert await uplink.drain(WAIT)
+                # Offline: records wait in the outbox while the certificate is renewed and
+                # the old one revoked.
+                await uplink.close()
+                await asyncio.wait_for(task, WAIT)
+                outbox.append(records(VAN_A, range(101, 301)))
+                second = request_certificate(keystore, VAN_A, certification(data))
+                assert second.serial != first.serial
+                fleet.ca.revoke(serial=first.serial)
+                fleet.broker.reload()
+                await until_refused(fleet, first_copy)
+                assert outbox.depth() == 200
+                uplink = TelemetryUplink(outbox, identity, url, on_event=acks.append)
+                task = asyncio.create_task(uplink.run())
+                assert await uplink.drain(WAIT)
+            finally:
+                await uplink.close()
+                await asyncio.wait_for(task, WAIT)
+        stored = backend.store.count_records(VAN_A)
+    assert stored == 300
+    assert uplink.stats.connect_failures == 0
+    assert read_client_certificate(keystore).serial == second.serial
+
+
+# --- the whole demo ------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_demo_over_mutual_tls_stores_every_record(
+    mosquitto_binary: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tcu.cli.main import main
+
+    code = main(["demo", "--broker", "mosquitto-tls", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert report["broker"].startswith("mqtts://127.0.0.1:")
+    assert [Path(t["trace"]).name for t in report["traces"]] == [
+        "depot_night.blf",
+        "city_delivery.blf",
+        "cross_border.log",
+    ]
+    assert report["records_produced"] > 900
+    assert report["records_stored"] == report["records_produced"]
+    assert report["lost"] == 0
+    assert report["refused"] == {}
+    assert report["drained"] is True
+    assert code == 0
+
+
+def test_the_demo_refuses_tls_files_with_mosquitto_tls(capsys: pytest.CaptureFixture[str]) -> None:
+    from tcu.cli.main import main
+
+    assert main(["demo", "--broker", "mosquitto-tls", "--ca", "x.pem"]) == 2
+    assert "makes its own CA" in capsys.readouterr().err
