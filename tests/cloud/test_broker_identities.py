@@ -422,3 +422,57 @@ def test_the_demo_refuses_tls_files_with_mosquitto_tls(capsys: pytest.CaptureFix
 
     assert main(["demo", "--broker", "mosquitto-tls", "--ca", "x.pem"]) == 2
     assert "makes its own CA" in capsys.readouterr().err
+
+
+# --- the commands --------------------------------------------------------------------------
+
+
+def test_provision_and_renew_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tcu.cli.main import main
+
+    keystore, data = str(tmp_path / "keys"), str(tmp_path / "backend")
+    args = ["--keystore", keystore, "--backend-data", data, "--json"]
+    assert main(["renew", *args]) == 2
+    assert "identity.json" in capsys.readouterr().err
+    assert main(["provision", "--vin", VAN_A, *args, "--days", "30"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    installed = read_client_certificate(keystore)
+    assert (installed.vin, f"{installed.serial:x}") == (VAN_A, first["tls_serial"])
+    assert installed.path.stat().st_mode & 0o777 == 0o600
+    assert 29 < (installed.not_after - installed.not_before).days <= 30
+    assert main(["renew", *args]) == 0
+    renewed = json.loads(capsys.readouterr().out)
+    assert renewed["previous_serial"] == first["tls_serial"]
+    assert renewed["tls_serial"] != first["tls_serial"]
+    assert f"{read_client_certificate(keystore).serial:x}" == renewed["tls_serial"]
+    with pytest.raises(SystemExit) as exited:
+        main(["renew", *args, "--days", "0"])
+    assert exited.value.code == 2
+    assert "--days 0: must be more than 0" in capsys.readouterr().err
+
+
+def test_the_ca_certifies_registered_vans_only(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"fleet CA in .*unknown VIN"):
+        request_certificate(tmp_path / "keys", VAN_A, certification(tmp_path / "backend"))
+
+
+def test_pki_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cloud_stub.cli import main
+
+    data = ["--data", str(tmp_path / "backend")]
+    assert main(["pki", "init", *data]) == 0
+    assert "crlfile" in capsys.readouterr().out
+    assert main(["pki", "revoke", *data, VAN_A]) == 2
+    assert f"no valid certificate of {VAN_A}" in capsys.readouterr().err
+    assert main(["pki", "revoke", *data, "--serial", "xyz"]) == 2
+    assert "not hex" in capsys.readouterr().err
+    assert main(["pki", "revoke", *data, BACKEND_CN]) == 0
+    assert "revoked cloud-stub" in capsys.readouterr().out
+    assert main(["pki", "list", *data]) == 0
+    listed = {i["role"]: i for i in json.loads(capsys.readouterr().out)}
+    assert listed["backend"]["revoked_at"] is not None
+    assert listed["broker"]["revoked_at"] is None
+    from cryptography import x509
+
+    crl = x509.load_pem_x509_crl((tmp_path / "backend" / "ca" / "crl.pem").read_bytes())
+    assert [f"{r.serial_number:x}" for r in crl] == [listed["backend"]["serial"]]
