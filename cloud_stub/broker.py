@@ -9,13 +9,18 @@ accepted by its stock anonymous-auth plugin as anonymous and then keeps neither 
 its offline QoS 1 messages; `OpenAuthPlugin` accepts every client without that mark, so a
 client that connects with ``clean_session=False`` and a stable id finds, on its return, the
 QoS 1 messages published while it was away. Those sessions and queues live in memory only:
-they die with the broker, are unbounded, and amqtt speaks MQTT 3.1.1 only.
+they die with the broker, are unbounded, and amqtt speaks MQTT 3.1.1 only. Given a
+`TlsListener` with a client certificate (the fleet's, from ``cloud_stub.ca``), it listens
+with TLS and applies the fleet's rules through ``cloud_stub.amqtt_fleet``'s plugins.
 
 `MosquittoProcess` starts the ``mosquitto`` binary with the repository's ``mosquitto.conf``
 (queue and in-flight limits lifted, persistence on) plus a generated tail holding the
 listener, the persistence location and the log file, waits until the port accepts TCP
 connections, and can `stop` (SIGTERM: the database is saved), `kill` (SIGKILL: only the last
-autosave survives) and `restart` on the same port and persistence file.
+autosave survives), `reload` (SIGHUP: configuration, certificates and CRL read again) and
+`restart` on the same port and persistence file. With a fleet `TlsListener` the listener
+takes ``mosquitto-tls.conf`` (client certificates required, the CN as username, no
+anonymous clients), ``mosquitto.acl`` and the CA's CRL.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from amqtt.errors import AMQTTError
 from amqtt.errors import BrokerError as AmqttBrokerError
 from amqtt.plugins.base import BaseAuthPlugin
 
+from cloud_stub.amqtt_fleet import FleetAuthPlugin, FleetBroker, FleetTopicPlugin
 from cloud_stub.errors import BrokerError
 
 __all__ = [
@@ -211,10 +217,13 @@ class EmbeddedBroker:
     ``async with EmbeddedBroker() as broker: broker.url``
     """
 
-    def __init__(self, *, host: str = LOOPBACK, port: int = 0) -> None:
+    def __init__(
+        self, *, host: str = LOOPBACK, port: int = 0, tls: TlsListener | None = None
+    ) -> None:
         self._host = host
         self._requested_port = port
         self._port = port
+        self._tls = tls
         self._broker: Broker | None = None
 
     @property
@@ -229,13 +238,22 @@ class EmbeddedBroker:
 
     @property
     def url(self) -> str:
-        return f"mqtt://{self.host}:{self.port}"
+        return f"{'mqtts' if self._tls else 'mqtt'}://{self.host}:{self.port}"
 
     def _config(self, port: int) -> dict[str, Any]:
-        return {
-            "listeners": {"default": {"type": "tcp", "bind": f"{self._host}:{port}"}},
-            "plugins": {f"{OpenAuthPlugin.__module__}.{OpenAuthPlugin.__qualname__}": {}},
-        }
+        listener: dict[str, Any] = {"type": "tcp", "bind": f"{self._host}:{port}"}
+        plugins: dict[str, Any] = {_dotted(OpenAuthPlugin): {}}
+        if self._tls is not None:
+            listener.update(
+                ssl=True,
+                cafile=str(self._tls.cafile),
+                certfile=str(self._tls.certfile),
+                keyfile=str(self._tls.keyfile),
+            )
+        if self._tls is not None and self._tls.mutual:
+            crl = str(self._tls.crlfile) if self._tls.crlfile else None
+            plugins = {_dotted(FleetAuthPlugin): {"crlfile": crl}, _dotted(FleetTopicPlugin): {}}
+        return {"listeners": {"default": listener}, "plugins": plugins}
 
     async def start(self) -> None:
         if self._broker is not None:
@@ -243,7 +261,8 @@ class EmbeddedBroker:
         attempts = 1 if self._requested_port else 5
         for attempt in range(attempts):
             port = self._requested_port or free_port(self._host)
-            broker = Broker(self._config(port))
+            mutual = self._tls is not None and self._tls.mutual
+            broker = (FleetBroker if mutual else Broker)(self._config(port))
             try:
                 await broker.start()
             except (AMQTTError, AmqttBrokerError, OSError) as exc:
@@ -272,6 +291,10 @@ class EmbeddedBroker:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+
+def _dotted(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 # --- Mosquitto, a child process ----------------------------------------------------------

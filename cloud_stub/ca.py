@@ -389,13 +389,16 @@ class FleetCA:
     def mosquitto(
         self, directory: str | os.PathLike[str], *, binary: str | None = None
     ) -> MosquittoProcess:
-        """A Mosquitto (not started) with the fleet listener; issues the broker's and the
-        backend's certificates first if they are missing."""
+        """A Mosquitto (not started) with the fleet listener."""
+        return MosquittoProcess(directory, tls=self.fleet_listener(), binary=binary)
+
+    def fleet_listener(self) -> TlsListener:
+        """`listener`, after issuing the broker's and the backend's certificates if missing."""
         if not (self.tls_dir / "backend.pem").exists():
             self.issue_backend()
         if not (self.tls_dir / "broker.pem").exists():
             self.issue_broker()
-        return MosquittoProcess(directory, tls=self.listener(), binary=binary)
+        return self.listener()
 
     # --- revoking --------------------------------------------------------------------------
 

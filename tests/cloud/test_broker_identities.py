@@ -1,4 +1,5 @@
-"""Each van only on its own topics: the fleet CA, mutual TLS and the ACL on a real Mosquitto.
+"""Each van only on its own topics: the fleet CA, mutual TLS and the ACL, on a real Mosquitto
+and on the embedded amqtt broker with the fleet plugins.
 
 Every refusal is checked next to an acceptance that differs in one thing only (the same
 certificate before revocation, the same topic for its own van, a marker message that does
@@ -13,7 +14,7 @@ import contextlib
 import datetime
 import json
 import ssl
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import aiomqtt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from cloud_stub.broker import MosquittoProcess, mqtt_answers
+from cloud_stub.broker import BrokerHandle, EmbeddedBroker, MosquittoProcess, mqtt_answers
 from cloud_stub.ca import BACKEND_CN, CaError, FleetCA
 from cloud_stub.provisioning import certification, registration
 from cloud_stub.service import Backend
@@ -41,8 +42,6 @@ from tcu.telemetry.records import Record
 from tcu.vehicle import catalogue as cat
 from tcu.vehicle.catalogue import SIGNAL_IDS
 
-pytestmark = pytest.mark.mosquitto
-
 VAN_A = "XECELLVAN0000000A"
 VAN_B = "XECELLVAN0000000B"
 WAIT = 5.0
@@ -52,8 +51,10 @@ QUIET = 0.5  # how long "nothing arrives" is watched, after a later marker did a
 @dataclass
 class Fleet:
     ca: FleetCA
-    broker: MosquittoProcess
+    broker: BrokerHandle
     dir: Path
+    reload: Callable[[], None]  # make the broker read the CRL again
+    protocol: str = "auto"  # what the TCU speaks to it (amqtt: MQTT 3.1.1 only)
 
     def van_pem(
         self, vin: str, *, start: datetime.datetime | None = None, days: float = 365
@@ -83,26 +84,40 @@ class Fleet:
 
     @contextlib.asynccontextmanager
     async def client(
-        self, certfile: Path | None, name: str, *, v5: bool = False
+        self, certfile: Path | None, name: str, *, persistent: bool = False
     ) -> AsyncIterator[aiomqtt.Client]:
-        version = aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311
         async with aiomqtt.Client(
             self.broker.host,
             self.broker.port,
             identifier=name,
-            protocol=version,
+            protocol=aiomqtt.ProtocolVersion.V311,
+            clean_session=not persistent,
             tls_context=self.context(certfile),
             timeout=WAIT,
         ) as client:
             yield client
 
 
-@pytest.fixture
-def fleet(mosquitto_binary: str, tmp_path: Path) -> Iterator[Fleet]:
+@pytest.fixture(params=["mosquitto", "amqtt"])
+async def fleet(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Fleet]:
+    """The fleet CA and a broker with the fleet listener: Mosquitto, or amqtt embedded."""
     ca = FleetCA(tmp_path / "backend")
+    listener = ca.fleet_listener()
     (tmp_path / "certs").mkdir()
-    with ca.mosquitto(tmp_path / "mosquitto", binary=mosquitto_binary) as broker:
-        yield Fleet(ca=ca, broker=broker, dir=tmp_path / "certs")
+    if request.param == "mosquitto":
+        binary = request.getfixturevalue("mosquitto_binary")
+        with MosquittoProcess(tmp_path / "mosquitto", tls=listener, binary=binary) as broker:
+            yield Fleet(ca=ca, broker=broker, dir=tmp_path / "certs", reload=broker.reload)
+    else:
+        async with EmbeddedBroker(tls=listener) as embedded:
+            # amqtt's plugin reads the CRL again whenever the file changes.
+            yield Fleet(
+                ca=ca,
+                broker=embedded,
+                dir=tmp_path / "certs",
+                reload=lambda: None,
+                protocol="3.1.1",
+            )
 
 
 async def collect(client: aiomqtt.Client, into: list[tuple[str, bytes]]) -> None:
@@ -191,7 +206,10 @@ async def test_a_van_reads_its_own_commands_but_not_its_own_telemetry(fleet: Fle
         fleet.client(a, "tcu-a") as van_a,
         fleet.client(fleet.backend_pem(), "cloud-stub") as backend,
     ):
-        await van_a.subscribe(f"vehicles/{VAN_A}/#", qos=1)
+        # Mosquitto grants all four and filters each delivery; amqtt's fleet plugin refuses
+        # the last two at SUBSCRIBE. Either way only the command arrives.
+        for suffix in ("commands", "ack", "telemetry", "#"):
+            await van_a.subscribe(f"vehicles/{VAN_A}/{suffix}", qos=1)
         task = asyncio.create_task(collect(van_a, seen_a))
         try:
             await van_a.publish(f"vehicles/{VAN_A}/telemetry", b"own telemetry", qos=1)
@@ -203,6 +221,22 @@ async def test_a_van_reads_its_own_commands_but_not_its_own_telemetry(fleet: Fle
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
     assert seen_a == [(f"vehicles/{VAN_A}/commands", b"lock A")]
+
+
+async def test_a_van_using_another_vans_client_id_gets_none_of_its_queue(fleet: Fleet) -> None:
+    a, b = fleet.van_pem(VAN_A), fleet.van_pem(VAN_B)
+    async with fleet.client(a, "tcu-A", persistent=True) as van_a:
+        await van_a.subscribe(f"vehicles/{VAN_A}/commands", qos=1)
+    async with fleet.client(fleet.backend_pem(), "cloud-stub") as backend:
+        await backend.publish(f"vehicles/{VAN_A}/commands", b"for A only", qos=1)
+    seen: list[tuple[str, bytes]] = []
+    with contextlib.suppress(aiomqtt.MqttError):
+        async with fleet.client(b, "tcu-A", persistent=True) as impostor:
+            task = asyncio.create_task(collect(impostor, seen))
+            await asyncio.sleep(QUIET)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    assert seen == []
 
 
 # --- writing -------------------------------------------------------------------------------
@@ -296,7 +330,7 @@ async def test_a_revoked_certificate_is_refused_after_the_broker_rereads_the_crl
     assert not await refused(fleet, a)
     revoked = fleet.ca.revoke(cn=VAN_A)
     assert [r.cn for r in revoked] == [VAN_A]
-    fleet.broker.reload()
+    fleet.reload()
     await until_refused(fleet, a)
     assert not await refused(fleet, b)  # the CRL names A only
 
@@ -365,7 +399,13 @@ async def test_a_renewed_certificate_keeps_the_outbox(fleet: Fleet, tmp_path: Pa
         backend.registry.activate(VAN_A)
         with Outbox(tmp_path / "outbox.sqlite", synchronous="NORMAL") as outbox:
             outbox.append(records(VAN_A, range(1, 101)))
-            uplink = TelemetryUplink(outbox, identity, url, on_event=acks.append)
+            uplink = TelemetryUplink(
+                outbox,
+                identity,
+                url,
+                on_event=acks.append,
+                protocol=fleet.protocol,  # type: ignore[arg-type]
+            )
             task = asyncio.create_task(uplink.run())
             try:
                 assert await uplink.drain(WAIT)
@@ -377,10 +417,16 @@ async def test_a_renewed_certificate_keeps_the_outbox(fleet: Fleet, tmp_path: Pa
                 second = request_certificate(keystore, VAN_A, certification(data))
                 assert second.serial != first.serial
                 fleet.ca.revoke(serial=first.serial)
-                fleet.broker.reload()
+                fleet.reload()
                 await until_refused(fleet, first_copy)
                 assert outbox.depth() == 200
-                uplink = TelemetryUplink(outbox, identity, url, on_event=acks.append)
+                uplink = TelemetryUplink(
+                    outbox,
+                    identity,
+                    url,
+                    on_event=acks.append,
+                    protocol=fleet.protocol,  # type: ignore[arg-type]
+                )
                 task = asyncio.create_task(uplink.run())
                 assert await uplink.drain(WAIT)
             finally:
