@@ -522,3 +522,38 @@ def test_pki_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
 
     crl = x509.load_pem_x509_crl((tmp_path / "backend" / "ca" / "crl.pem").read_bytes())
     assert [f"{r.serial_number:x}" for r in crl] == [listed["backend"]["serial"]]
+
+
+async def test_mosquitto_refuses_tls_1_2_where_the_client_certificate_travels_in_clear(
+    fleet: Fleet,
+) -> None:
+    if fleet.protocol != "auto":
+        pytest.skip("amqtt's listener takes TLS 1.2 (docs/security.md)")
+    context = fleet.context(fleet.backend_pem())
+    assert await asyncio.to_thread(
+        mqtt_answers, fleet.broker.host, fleet.broker.port, tls=True, context=context
+    )
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    assert not await asyncio.to_thread(
+        mqtt_answers, fleet.broker.host, fleet.broker.port, tls=True, context=context
+    )
+
+
+async def test_mosquitto_refuses_everyone_once_the_crl_is_out_of_date(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if fleet.protocol != "auto":
+        pytest.skip("amqtt's plugin does not look at the CRL's nextUpdate (docs/security.md)")
+    backend = fleet.backend_pem()
+    assert not await refused(fleet, backend)
+    monkeypatch.setattr("cloud_stub.ca.CRL_DAYS", -0.002)  # nextUpdate three minutes ago
+    fleet.ca.refresh_crl()
+    fleet.reload()
+    await until_refused(fleet, backend)
+    monkeypatch.undo()
+    fleet.ca.refresh_crl()
+    fleet.reload()
+    deadline = asyncio.get_running_loop().time() + WAIT
+    while await refused(fleet, backend):
+        assert asyncio.get_running_loop().time() < deadline, "fresh CRL still refused"
+        await asyncio.sleep(0.05)
