@@ -8,7 +8,8 @@ one whose serial is on the CA's CRL (``crl.pem``, read again when it changes), g
 "not authorised"; otherwise the session's username becomes the certificate's CN, whatever
 the client sent. `FleetTopicPlugin` holds each username to the same topics as
 ``mosquitto.acl``: a van (CN = VIN) publishes its own telemetry and status and subscribes to
-and receives its own commands and acks; the backend (CN ``cloud-stub``) the other way round.
+and receives its own commands and acks; the backend (CN ``cloud-stub``) the other way round;
+its command-line tools (CN ``cloud-stub-cli``) publish commands only; any other CN nothing.
 A subscription must name one of those filters (or a topic they match); anything else gets
 SUBACK 0x80, and a refused PUBLISH is dropped. A persistent session stays bound to the CN
 that created it: another certificate presenting the same client id is refused, since the
@@ -39,17 +40,20 @@ from tcu.telemetry.records import is_vin
 __all__ = ["BACKEND_USER", "FleetAuthPlugin", "FleetBroker", "FleetTopicPlugin", "allowed"]
 
 BACKEND_USER: Final = "cloud-stub"
+CLI_USER: Final = "cloud-stub-cli"
 PREFIX: Final = "vehicles"
 _MAX_CRL: Final = 16 * 1024 * 1024
 _BOUND: Final = "fleet_identity"  # attribute on an amqtt Session: the CN it was created for
 
+_Rules = dict[Action, tuple[str, ...]]
+_CLI: Final[_Rules] = {Action.PUBLISH: ("{p}/+/commands",)}
 # (action, username) -> topic filters; "{u}" is the username (a VIN).
-_VAN: Final = {
+_VAN: Final[_Rules] = {
     Action.PUBLISH: ("{p}/{u}/telemetry", "{p}/{u}/status"),
     Action.SUBSCRIBE: ("{p}/{u}/commands", "{p}/{u}/ack"),
     Action.RECEIVE: ("{p}/{u}/commands", "{p}/{u}/ack"),
 }
-_BACKEND: Final = {
+_BACKEND: Final[_Rules] = {
     Action.PUBLISH: ("{p}/+/ack", "{p}/+/commands"),
     Action.SUBSCRIBE: ("{p}/+/telemetry", "{p}/+/status"),
     Action.RECEIVE: ("{p}/+/telemetry", "{p}/+/status"),
@@ -71,6 +75,8 @@ def allowed(username: str | None, action: Action, topic: str, prefix: str = PREF
     """The fleet ACL: may `username` do `action` on `topic` (a filter for SUBSCRIBE)?"""
     if username == BACKEND_USER:
         rules = _BACKEND
+    elif username == CLI_USER:
+        rules = _CLI
     elif username is not None and is_vin(username):
         rules = _VAN
     else:

@@ -11,8 +11,10 @@ Three kinds of certificate, told apart by CN and extended key usage:
 
 - a vehicle (``issue_vehicle``): CN = VIN, clientAuth, from the van's own CSR, so the van's
   TLS key never leaves it; the CSR's signature and CN are checked;
-- the backend (``issue_backend``): CN = ``cloud-stub``, clientAuth, key and certificate in
-  ``tls/backend.pem`` (0600);
+- the backend (``issue_backend``): CN = ``cloud-stub`` for ``serve`` (``tls/backend.pem``),
+  ``cloud-stub-cli`` for its command-line tools (``tls/cli.pem``), ``broker-probe`` for the
+  broker's readiness probe (``tls/probe.pem``); clientAuth, key and certificate in one file
+  of mode 0600 each;
 - the broker (``issue_broker``): CN = ``mosquitto``, serverAuth, SAN 127.0.0.1 and
   localhost, in ``tls/broker.key`` (0600) and ``tls/broker.pem``.
 
@@ -51,12 +53,16 @@ from tcu.telemetry.records import is_vin
 __all__ = [
     "BACKEND_CN",
     "BROKER_CN",
+    "CLI_CN",
+    "PROBE_CN",
     "CaError",
     "FleetCA",
     "Issued",
 ]
 
 BACKEND_CN: Final = "cloud-stub"
+CLI_CN: Final = "cloud-stub-cli"
+PROBE_CN: Final = "broker-probe"
 BROKER_CN: Final = "mosquitto"
 CA_DAYS: Final = 3650
 CRL_DAYS: Final = 30
@@ -341,14 +347,15 @@ class FleetCA:
         return _pem(cert)
 
     def issue_backend(self, *, days: float = 365) -> Path:
-        """Key and certificate of the backend (CN cloud-stub) in ``tls/backend.pem``."""
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = self._sign(
-            BACKEND_CN, "backend", key.public_key(), usage=_CLIENT, days=days, start=None
-        )
-        path = self.tls_dir / "backend.pem"
-        _write(path, _pem_key(key) + _pem(cert), 0o600)
-        return path
+        """The backend's identities, each a key and certificate in one PEM (0600): ``serve``
+        (CN cloud-stub, ``tls/backend.pem``, returned), its command-line tools (CN
+        cloud-stub-cli, ``tls/cli.pem``) and the broker's readiness probe (CN broker-probe,
+        ``tls/probe.pem``, allowed to connect and nothing else)."""
+        for cn, name in ((CLI_CN, "cli.pem"), (PROBE_CN, "probe.pem"), (BACKEND_CN, "backend.pem")):
+            key = ec.generate_private_key(ec.SECP256R1())
+            cert = self._sign(cn, "backend", key.public_key(), usage=_CLIENT, days=days, start=None)
+            _write(self.tls_dir / name, _pem_key(key) + _pem(cert), 0o600)
+        return self.tls_dir / "backend.pem"
 
     def issue_client(
         self, cn: str, *, days: float = 365, start: datetime.datetime | None = None
@@ -378,12 +385,13 @@ class FleetCA:
             certfile=self.tls_dir / "broker.pem",
             keyfile=self.tls_dir / "broker.key",
             crlfile=self.crl_path,
-            client_certfile=self.tls_dir / "backend.pem",
+            client_certfile=self.tls_dir / "probe.pem",
         )
 
-    def backend_tls(self) -> TlsFiles:
-        """What the backend connects with: trusts the CA, shows ``tls/backend.pem``."""
-        path = str(self.tls_dir / "backend.pem")
+    def backend_tls(self, name: str = "backend.pem") -> TlsFiles:
+        """What the backend connects with: trusts the CA, shows ``tls/backend.pem`` (or
+        ``cli.pem`` for the command-line tools)."""
+        path = str(self.tls_dir / name)
         return TlsFiles(cafile=str(self.cert_path), certfile=path, keyfile=path)
 
     def mosquitto(
@@ -394,7 +402,7 @@ class FleetCA:
 
     def fleet_listener(self) -> TlsListener:
         """`listener`, after issuing the broker's and the backend's certificates if missing."""
-        if not (self.tls_dir / "backend.pem").exists():
+        if not (self.tls_dir / "probe.pem").exists():
             self.issue_backend()
         if not (self.tls_dir / "broker.pem").exists():
             self.issue_broker()

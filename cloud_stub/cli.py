@@ -299,6 +299,8 @@ def _pki_init(args: argparse.Namespace) -> int:
     print(
         f"  mqtts://127.0.0.1:8883 --cafile {ca.cert_path} --certfile {backend} --keyfile {backend}"
     )
+    cli = backend.with_name("cli.pem")
+    print(f"command-line tools (command, activate, deactivate): --certfile {cli} --keyfile {cli}")
     print("Mosquitto: cloud_stub/mosquitto.conf, then 'listener 8883 127.0.0.1', then")
     print(f"cloud_stub/mosquitto-tls.conf, then:\n  acl_file {MOSQUITTO_ACL}")
     for name, path in (

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cloud_stub.broker import BrokerHandle, EmbeddedBroker, MosquittoProcess, mqtt_answers
 from cloud_stub.ca import BACKEND_CN, CaError, FleetCA
 from cloud_stub.provisioning import certification, registration
-from cloud_stub.service import Backend
+from cloud_stub.service import Backend, publish_once
 from tcu.errors import ConfigError
 from tcu.events import Ack
 from tcu.runtime.mqtt import BrokerURL, TelemetryUplink
@@ -237,6 +237,43 @@ async def test_a_van_using_another_vans_client_id_gets_none_of_its_queue(fleet: 
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
     assert seen == []
+    # ... and the session is still A's, queue included (Mosquitto: use_username_as_clientid;
+    # amqtt: the session is bound to the CN that made it).
+    async with fleet.client(a, "tcu-A", persistent=True) as van_a:
+        task = asyncio.create_task(collect(van_a, seen))
+        await until("A's queued command", lambda: len(seen) >= 1)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert seen == [(f"vehicles/{VAN_A}/commands", b"for A only")]
+
+
+async def test_the_command_line_tools_have_an_identity_of_their_own(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """``cloud-stub command`` publishes while ``serve`` stays connected, and reads nothing."""
+    a = fleet.van_pem(VAN_A)
+    seen: list[tuple[str, bytes]] = []
+    async with (
+        Backend(fleet.broker.url, tmp_path / "serve", tls=fleet.ca.backend_tls()) as backend,
+        fleet.client(a, "tcu-a") as van_a,
+        fleet.client(fleet.ca.tls_dir / "cli.pem", "tool") as tool,
+    ):
+        await van_a.subscribe(f"vehicles/{VAN_A}/commands", qos=1)
+        await tool.subscribe("vehicles/+/telemetry", qos=1)
+        tool_task = asyncio.create_task(collect(tool, seen))
+        task = asyncio.create_task(collect(van_a, seen))
+        try:
+            url, topic = fleet.broker.url, f"vehicles/{VAN_A}/commands"
+            await publish_once(url, topic, b"from the CLI", tls=fleet.ca.backend_tls("cli.pem"))
+            await van_a.publish(f"vehicles/{VAN_A}/telemetry", b"telemetry", qos=1)
+            await until("the command at A", lambda: len(seen) >= 1)
+            await asyncio.sleep(QUIET)
+        finally:
+            for t in (task, tool_task):
+                t.cancel()
+            await asyncio.gather(task, tool_task, return_exceptions=True)
+        assert backend.connections == 1
+    assert seen == [(f"vehicles/{VAN_A}/commands", b"from the CLI")]
 
 
 # --- writing -------------------------------------------------------------------------------
