@@ -93,6 +93,7 @@ def run_mutual_tls(traces: tuple[Path, ...], say: Callable[[str], None]) -> Onli
                     workdir=work,
                     keystore=keystore,
                     backend_tls=ca.backend_tls(),
+                    synchronous="NORMAL",  # a throwaway outbox, as in the plain demo
                 )
                 return run_online(opts, say=say)
         except CloudError as exc:

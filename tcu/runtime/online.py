@@ -60,6 +60,7 @@ class OnlineOptions:
     drain_timeout_s: float = 120.0
     protocol: str = "auto"
     backend_tls: TlsFiles | None = None  # the backend's own client certificate (mutual TLS)
+    synchronous: Synchronous | None = None  # the outbox's; default FULL with a workdir
 
 
 @dataclass(slots=True)
@@ -162,7 +163,9 @@ class OnlineReplay:
             if self.opts.broker is None and protocol == "auto":
                 protocol = "3.1.1"  # amqtt speaks MQTT 3.1.1 only
             identity = await self._identity(stack, workdir, broker)
-            durable: Synchronous = "FULL" if self.opts.workdir is not None else "NORMAL"
+            durable: Synchronous = self.opts.synchronous or (
+                "FULL" if self.opts.workdir is not None else "NORMAL"
+            )
             outbox = Outbox(workdir / "outbox.sqlite", synchronous=durable)
             stack.callback(outbox.close)
             uplink = TelemetryUplink(
