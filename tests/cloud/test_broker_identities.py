@@ -27,11 +27,12 @@ from cloud_stub.ca import BACKEND_CN, CaError, FleetCA
 from cloud_stub.provisioning import certification, registration
 from cloud_stub.service import Backend, publish_once
 from tcu.errors import ConfigError
-from tcu.events import Ack
+from tcu.runtime.backoff import Backoff
 from tcu.runtime.mqtt import BrokerURL, TelemetryUplink
 from tcu.telemetry.certificate import (
     FLEET_CA,
     TLS_CLIENT,
+    ClientCertificate,
     make_csr,
     read_client_certificate,
     request_certificate,
@@ -414,7 +415,15 @@ def records(vin: str, seqs: range) -> list[Record]:
     ]
 
 
-async def test_a_renewed_certificate_keeps_the_outbox(fleet: Fleet, tmp_path: Path) -> None:
+@dataclass
+class Van:
+    keystore: Path
+    first: ClientCertificate
+    first_copy: Path  # the first key and certificate, kept to show they are refused later
+    url: BrokerURL
+
+
+def provisioned_van(fleet: Fleet, tmp_path: Path) -> Van:
     data = fleet.ca.data_dir
     keystore = tmp_path / "keystore"
     register, backend_pem = registration(data)
@@ -424,25 +433,38 @@ async def test_a_renewed_certificate_keeps_the_outbox(fleet: Fleet, tmp_path: Pa
     first = request_certificate(keystore, VAN_A, certification(data))
     first_copy = tmp_path / "first.pem"
     first_copy.write_bytes((keystore / TLS_CLIENT).read_bytes())
-    identity = load_identity(keystore)
-    url = BrokerURL.parse(
-        fleet.broker.url,
-        ca=keystore / FLEET_CA,
-        cert=keystore / TLS_CLIENT,
-        key=keystore / TLS_CLIENT,
+    client = keystore / TLS_CLIENT
+    url = BrokerURL.parse(fleet.broker.url, ca=keystore / FLEET_CA, cert=client, key=client)
+    return Van(keystore=keystore, first=first, first_copy=first_copy, url=url)
+
+
+async def renew_and_revoke(fleet: Fleet, van: Van) -> ClientCertificate:
+    second = request_certificate(van.keystore, VAN_A, certification(fleet.ca.data_dir))
+    assert second.serial != van.first.serial
+    fleet.ca.revoke(serial=van.first.serial)
+    fleet.reload()
+    await until_refused(fleet, van.first_copy)
+    return second
+
+
+def uplink_for(fleet: Fleet, van: Van, outbox: Outbox) -> TelemetryUplink:
+    return TelemetryUplink(
+        outbox,
+        load_identity(van.keystore),
+        van.url,
+        protocol=fleet.protocol,  # type: ignore[arg-type]
+        backoff=Backoff(base=0.05, cap=0.2),
     )
-    acks: list[Ack] = []
+
+
+async def test_a_renewed_certificate_keeps_the_outbox(fleet: Fleet, tmp_path: Path) -> None:
+    van = provisioned_van(fleet, tmp_path)
+    data = fleet.ca.data_dir
     async with Backend(fleet.broker.url, data, tls=fleet.ca.backend_tls()) as backend:
         backend.registry.activate(VAN_A)
         with Outbox(tmp_path / "outbox.sqlite", synchronous="NORMAL") as outbox:
             outbox.append(records(VAN_A, range(1, 101)))
-            uplink = TelemetryUplink(
-                outbox,
-                identity,
-                url,
-                on_event=acks.append,
-                protocol=fleet.protocol,  # type: ignore[arg-type]
-            )
+            uplink = uplink_for(fleet, van, outbox)
             task = asyncio.create_task(uplink.run())
             try:
                 assert await uplink.drain(WAIT)
@@ -451,19 +473,9 @@ async def test_a_renewed_certificate_keeps_the_outbox(fleet: Fleet, tmp_path: Pa
                 await uplink.close()
                 await asyncio.wait_for(task, WAIT)
                 outbox.append(records(VAN_A, range(101, 301)))
-                second = request_certificate(keystore, VAN_A, certification(data))
-                assert second.serial != first.serial
-                fleet.ca.revoke(serial=first.serial)
-                fleet.reload()
-                await until_refused(fleet, first_copy)
+                second = await renew_and_revoke(fleet, van)
                 assert outbox.depth() == 200
-                uplink = TelemetryUplink(
-                    outbox,
-                    identity,
-                    url,
-                    on_event=acks.append,
-                    protocol=fleet.protocol,  # type: ignore[arg-type]
-                )
+                uplink = uplink_for(fleet, van, outbox)
                 task = asyncio.create_task(uplink.run())
                 assert await uplink.drain(WAIT)
             finally:
@@ -472,7 +484,36 @@ async def test_a_renewed_certificate_keeps_the_outbox(fleet: Fleet, tmp_path: Pa
         stored = backend.store.count_records(VAN_A)
     assert stored == 300
     assert uplink.stats.connect_failures == 0
-    assert read_client_certificate(keystore).serial == second.serial
+    assert read_client_certificate(van.keystore).serial == second.serial
+
+
+async def test_a_running_tcu_takes_the_renewed_certificate_at_its_next_connection(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    broker = fleet.broker
+    if not isinstance(broker, MosquittoProcess):
+        pytest.skip("a restarted amqtt broker forgets every session")
+    van = provisioned_van(fleet, tmp_path)
+    data = fleet.ca.data_dir
+    async with Backend(broker.url, data, tls=fleet.ca.backend_tls()) as backend:
+        backend.registry.activate(VAN_A)
+        with Outbox(tmp_path / "outbox.sqlite", synchronous="NORMAL") as outbox:
+            outbox.append(records(VAN_A, range(1, 101)))
+            uplink = uplink_for(fleet, van, outbox)
+            task = asyncio.create_task(uplink.run())
+            try:
+                assert await uplink.drain(WAIT)
+                await renew_and_revoke(fleet, van)  # while the TCU stays connected
+                await asyncio.to_thread(broker.restart)  # every connection cut
+                outbox.append(records(VAN_A, range(101, 301)))
+                uplink.notify()
+                assert await uplink.drain(3 * WAIT)
+            finally:
+                await uplink.close()
+                await asyncio.wait_for(task, WAIT)
+        stored = backend.store.count_records(VAN_A)
+    assert stored == 300
+    assert uplink.stats.connects == 2
 
 
 # --- the whole demo ------------------------------------------------------------------------
