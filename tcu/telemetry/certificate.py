@@ -83,6 +83,18 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
         raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
 
 
+def read_bounded(path: Path, limit: int, *, hint: str = "") -> bytes:
+    """The bytes of `path`, at most `limit` of them; ConfigError naming the file otherwise."""
+    try:
+        with path.open("rb") as file:
+            data = file.read(limit + 1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}{hint}") from None
+    if len(data) > limit:
+        raise ConfigError(f"{path} is larger than {limit} bytes")
+    return data
+
+
 def make_csr(vin: str) -> tuple[ec.EllipticCurvePrivateKey, bytes]:
     """A new P-256 key and a certificate signing request for CN = `vin`."""
     key = ec.generate_private_key(ec.SECP256R1())
@@ -120,13 +132,7 @@ def read_client_certificate(keystore: str | os.PathLike[str]) -> ClientCertifica
     """The client certificate installed in `keystore` (ConfigError if there is none)."""
     store = Path(keystore)
     path = store / TLS_CLIENT
-    try:
-        with path.open("rb") as file:
-            data = file.read(MAX_PEM + 1)
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}; run tcu provision") from None
-    if len(data) > MAX_PEM:
-        raise ConfigError(f"{path} is larger than {MAX_PEM} bytes")
+    data = read_bounded(path, MAX_PEM, hint="; run tcu provision")
     try:
         cert = x509.load_pem_x509_certificate(data)
     except ValueError as exc:

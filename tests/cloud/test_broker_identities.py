@@ -457,6 +457,16 @@ def uplink_for(fleet: Fleet, van: Van, outbox: Outbox) -> TelemetryUplink:
     )
 
 
+@contextlib.asynccontextmanager
+async def running(uplink: TelemetryUplink) -> AsyncIterator[TelemetryUplink]:
+    task = asyncio.create_task(uplink.run())
+    try:
+        yield uplink
+    finally:
+        await uplink.close()
+        await asyncio.wait_for(task, WAIT)
+
+
 async def test_a_renewed_certificate_keeps_the_outbox(fleet: Fleet, tmp_path: Path) -> None:
     van = provisioned_van(fleet, tmp_path)
     data = fleet.ca.data_dir
@@ -464,23 +474,15 @@ async def test_a_renewed_certificate_keeps_the_outbox(fleet: Fleet, tmp_path: Pa
         backend.registry.activate(VAN_A)
         with Outbox(tmp_path / "outbox.sqlite", synchronous="NORMAL") as outbox:
             outbox.append(records(VAN_A, range(1, 101)))
-            uplink = uplink_for(fleet, van, outbox)
-            task = asyncio.create_task(uplink.run())
-            try:
+            async with running(uplink_for(fleet, van, outbox)) as uplink:
                 assert await uplink.drain(WAIT)
-                # Offline: records wait in the outbox while the certificate is renewed and
-                # the old one revoked.
-                await uplink.close()
-                await asyncio.wait_for(task, WAIT)
-                outbox.append(records(VAN_A, range(101, 301)))
-                second = await renew_and_revoke(fleet, van)
-                assert outbox.depth() == 200
-                uplink = uplink_for(fleet, van, outbox)
-                task = asyncio.create_task(uplink.run())
+            # Offline: records wait in the outbox while the certificate is renewed and the
+            # old one revoked.
+            outbox.append(records(VAN_A, range(101, 301)))
+            second = await renew_and_revoke(fleet, van)
+            assert outbox.depth() == 200
+            async with running(uplink_for(fleet, van, outbox)) as uplink:
                 assert await uplink.drain(WAIT)
-            finally:
-                await uplink.close()
-                await asyncio.wait_for(task, WAIT)
         stored = backend.store.count_records(VAN_A)
     assert stored == 300
     assert uplink.stats.connect_failures == 0
@@ -499,18 +501,13 @@ async def test_a_running_tcu_takes_the_renewed_certificate_at_its_next_connectio
         backend.registry.activate(VAN_A)
         with Outbox(tmp_path / "outbox.sqlite", synchronous="NORMAL") as outbox:
             outbox.append(records(VAN_A, range(1, 101)))
-            uplink = uplink_for(fleet, van, outbox)
-            task = asyncio.create_task(uplink.run())
-            try:
+            async with running(uplink_for(fleet, van, outbox)) as uplink:
                 assert await uplink.drain(WAIT)
                 await renew_and_revoke(fleet, van)  # while the TCU stays connected
                 await asyncio.to_thread(broker.restart)  # every connection cut
                 outbox.append(records(VAN_A, range(101, 301)))
                 uplink.notify()
                 assert await uplink.drain(3 * WAIT)
-            finally:
-                await uplink.close()
-                await asyncio.wait_for(task, WAIT)
         stored = backend.store.count_records(VAN_A)
     assert stored == 300
     assert uplink.stats.connects >= 2  # reconnected after the restart, with the new certificate
