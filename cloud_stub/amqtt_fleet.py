@@ -35,6 +35,8 @@ from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from tcu.errors import ConfigError
+from tcu.telemetry.certificate import read_bounded
 from tcu.telemetry.records import is_vin
 
 __all__ = ["BACKEND_USER", "FleetAuthPlugin", "FleetBroker", "FleetTopicPlugin", "allowed"]
@@ -108,11 +110,10 @@ class FleetAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]
             info = os.stat(path)
             stamp = (info.st_mtime_ns, info.st_size)
             if stamp != self._crl_stamp:
-                data = Path(path).read_bytes()[:_MAX_CRL]
-                crl = x509.load_pem_x509_crl(data)
+                crl = x509.load_pem_x509_crl(read_bounded(Path(path), _MAX_CRL))
                 self._revoked = frozenset(r.serial_number for r in crl)
                 self._crl_stamp = stamp
-        except (OSError, ValueError):
+        except (OSError, ValueError, ConfigError):
             self.context.logger.warning("CRL %s unreadable: refusing every client", path)
             return None
         return self._revoked

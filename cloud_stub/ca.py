@@ -67,7 +67,7 @@ BROKER_CN: Final = "mosquitto"
 CA_DAYS: Final = 3650
 CRL_DAYS: Final = 30
 MAX_DAYS: Final = 3650
-_MAX_FILE: Final = 1024 * 1024
+_MAX_FILE: Final = 64 * 1024 * 1024  # the ledger: some 250 bytes per certificate issued
 _CLIENT: Final = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH])
 _SERVER: Final = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH])
 

@@ -632,3 +632,15 @@ async def test_mosquitto_refuses_everyone_once_the_crl_is_out_of_date(
     while await refused(fleet, backend):
         assert asyncio.get_running_loop().time() < deadline, "fresh CRL still refused"
         await asyncio.sleep(0.05)
+
+
+async def test_amqtt_refuses_everyone_while_the_crl_is_damaged(fleet: Fleet) -> None:
+    if fleet.protocol == "auto":
+        pytest.skip("Mosquitto: see the out-of-date CRL test")
+    backend = fleet.backend_pem()
+    assert not await refused(fleet, backend)
+    good = fleet.ca.crl_path.read_bytes()
+    fleet.ca.crl_path.write_bytes(b"-----BEGIN X509 CRL-----\ngarbage\n-----END X509 CRL-----\n")
+    assert await refused(fleet, backend)
+    fleet.ca.crl_path.write_bytes(good)
+    assert not await refused(fleet, backend)
