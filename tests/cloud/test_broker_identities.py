@@ -99,13 +99,15 @@ class Fleet:
             yield client
 
 
-@pytest.fixture(params=["mosquitto", "amqtt"])
-async def fleet(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Fleet]:
+@contextlib.asynccontextmanager
+async def started_fleet(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[Fleet]:
     """The fleet CA and a broker with the fleet listener: Mosquitto, or amqtt embedded."""
     ca = FleetCA(tmp_path / "backend")
     listener = ca.fleet_listener()
     (tmp_path / "certs").mkdir()
-    if request.param == "mosquitto":
+    if kind == "mosquitto":
         binary = request.getfixturevalue("mosquitto_binary")
         with MosquittoProcess(tmp_path / "mosquitto", tls=listener, binary=binary) as broker:
             yield Fleet(ca=ca, broker=broker, dir=tmp_path / "certs", reload=broker.reload)
@@ -119,6 +121,24 @@ async def fleet(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
                 reload=lambda: None,
                 protocol="3.1.1",
             )
+
+
+@pytest.fixture(params=["mosquitto", "amqtt"])
+async def fleet(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Fleet]:
+    async with started_fleet(request.param, request, tmp_path) as started:
+        yield started
+
+
+@pytest.fixture
+async def mosquitto_fleet(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Fleet]:
+    async with started_fleet("mosquitto", request, tmp_path) as started:
+        yield started
+
+
+@pytest.fixture
+async def amqtt_fleet(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Fleet]:
+    async with started_fleet("amqtt", request, tmp_path) as started:
+        yield started
 
 
 async def collect(client: aiomqtt.Client, into: list[tuple[str, bytes]]) -> None:
@@ -490,11 +510,12 @@ async def test_a_renewed_certificate_keeps_the_outbox(fleet: Fleet, tmp_path: Pa
 
 
 async def test_a_running_tcu_takes_the_renewed_certificate_at_its_next_connection(
-    fleet: Fleet, tmp_path: Path
+    mosquitto_fleet: Fleet, tmp_path: Path
 ) -> None:
+    """Mosquitto only: a restarted amqtt broker forgets every session."""
+    fleet = mosquitto_fleet
     broker = fleet.broker
-    if not isinstance(broker, MosquittoProcess):
-        pytest.skip("a restarted amqtt broker forgets every session")
+    assert isinstance(broker, MosquittoProcess)
     van = provisioned_van(fleet, tmp_path)
     data = fleet.ca.data_dir
     async with Backend(broker.url, data, tls=fleet.ca.backend_tls()) as backend:
@@ -600,10 +621,10 @@ def test_pki_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
 
 
 async def test_mosquitto_refuses_tls_1_2_where_the_client_certificate_travels_in_clear(
-    fleet: Fleet,
+    mosquitto_fleet: Fleet,
 ) -> None:
-    if fleet.protocol != "auto":
-        pytest.skip("amqtt's listener takes TLS 1.2 (docs/security.md)")
+    """Mosquitto only: amqtt's listener takes TLS 1.2 (docs/security.md)."""
+    fleet = mosquitto_fleet
     context = fleet.context(fleet.backend_pem())
     assert await asyncio.to_thread(
         mqtt_answers, fleet.broker.host, fleet.broker.port, tls=True, context=context
@@ -615,10 +636,10 @@ async def test_mosquitto_refuses_tls_1_2_where_the_client_certificate_travels_in
 
 
 async def test_mosquitto_refuses_everyone_once_the_crl_is_out_of_date(
-    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+    mosquitto_fleet: Fleet, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if fleet.protocol != "auto":
-        pytest.skip("amqtt's plugin does not look at the CRL's nextUpdate (docs/security.md)")
+    """Mosquitto only: amqtt's plugin does not look at nextUpdate (docs/security.md)."""
+    fleet = mosquitto_fleet
     backend = fleet.backend_pem()
     assert not await refused(fleet, backend)
     monkeypatch.setattr("cloud_stub.ca.CRL_DAYS", -0.002)  # nextUpdate three minutes ago
@@ -634,9 +655,8 @@ async def test_mosquitto_refuses_everyone_once_the_crl_is_out_of_date(
         await asyncio.sleep(0.05)
 
 
-async def test_amqtt_refuses_everyone_while_the_crl_is_damaged(fleet: Fleet) -> None:
-    if fleet.protocol == "auto":
-        pytest.skip("Mosquitto: see the out-of-date CRL test")
+async def test_amqtt_refuses_everyone_while_the_crl_is_damaged(amqtt_fleet: Fleet) -> None:
+    fleet = amqtt_fleet
     backend = fleet.backend_pem()
     assert not await refused(fleet, backend)
     good = fleet.ca.crl_path.read_bytes()
