@@ -305,8 +305,6 @@ async def test_a_van_cannot_publish_in_another_vans_name(fleet: Fleet) -> None:
     seen_b: list[tuple[str, bytes]] = []
     seen_backend: list[tuple[str, bytes]] = []
     forged = [f"vehicles/{VAN_B}/{suffix}" for suffix in ("commands", "ack", "telemetry", "status")]
-    # Its own command and ack topics are read-only for a van too.
-    forged += [f"vehicles/{VAN_A}/commands", f"vehicles/{VAN_A}/ack"]
     attempts = 0
     async with (
         fleet.client(b, "tcu-b") as van_b,
@@ -338,6 +336,34 @@ async def test_a_van_cannot_publish_in_another_vans_name(fleet: Fleet) -> None:
             await asyncio.gather(*tasks, return_exceptions=True)
     assert seen_backend == [(f"vehicles/{VAN_A}/telemetry", b"marker from A")]
     assert seen_b == []
+
+
+async def test_a_van_cannot_write_its_own_commands_or_acks(fleet: Fleet) -> None:
+    a = fleet.van_pem(VAN_A)
+    seen: list[tuple[str, bytes]] = []
+    for suffix in ("commands", "ack"):
+        # Mosquitto 2.0.11 closes the connection of a refused PUBLISH: one connection each,
+        # each resuming the session (a clean one would discard its subscriptions).
+        with contextlib.suppress(aiomqtt.MqttError):
+            async with fleet.client(a, "tcu-a", persistent=True) as van_a:
+                await van_a.subscribe(f"vehicles/{VAN_A}/commands", qos=1)
+                await van_a.subscribe(f"vehicles/{VAN_A}/ack", qos=1)
+                task = asyncio.create_task(collect(van_a, seen))
+                try:
+                    await van_a.publish(f"vehicles/{VAN_A}/{suffix}", b"self-made", qos=1)
+                    await asyncio.sleep(QUIET)
+                finally:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+    async with fleet.client(fleet.backend_pem(), "cloud-stub") as backend:
+        await backend.publish(f"vehicles/{VAN_A}/commands", b"from the backend", qos=1)
+    async with fleet.client(a, "tcu-a", persistent=True) as van_a:
+        task = asyncio.create_task(collect(van_a, seen))
+        await until("the backend's command", lambda: len(seen) >= 1)
+        await asyncio.sleep(QUIET)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert seen == [(f"vehicles/{VAN_A}/commands", b"from the backend")]
 
 
 # --- who gets in ---------------------------------------------------------------------------
