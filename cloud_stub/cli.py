@@ -19,7 +19,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from cloud_stub.broker import LOOPBACK, EmbeddedBroker, parse_broker_url
+from cloud_stub.broker import LOOPBACK, MOSQUITTO_ACL, EmbeddedBroker, parse_broker_url
+from cloud_stub.ca import FleetCA
 from cloud_stub.commands import CommandBuilder
 from cloud_stub.errors import CloudError
 from cloud_stub.ingest import DEFAULT_PREFIX
@@ -117,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     public = sub.add_parser("public-key", parents=[common], help="print the backend public key")
     public.set_defaults(handler=_public_key)
+    _pki_parser(sub, common)
     return parser
 
 
@@ -300,6 +302,80 @@ def _stats(args: argparse.Namespace) -> int:
 
 def _public_key(args: argparse.Namespace) -> int:
     sys.stdout.write(backend_public_key_pem(args.data).decode("ascii"))
+    return 0
+
+
+# --- the fleet CA ------------------------------------------------------------------------
+
+
+def _pki_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    pki = sub.add_parser("pki", help="the fleet CA: broker identities, revocation, CRL")
+    actions = pki.add_subparsers(dest="pki_action", required=True, metavar="ACTION")
+    init = actions.add_parser(
+        "init", parents=[common], help="make the CA, the broker's and the backend's certificates"
+    )
+    init.add_argument(
+        "--days", type=float, default=365, help="validity of the two certificates (%(default)s)"
+    )
+    init.set_defaults(handler=_pki_init)
+    listing = actions.add_parser("list", parents=[common], help="every certificate issued")
+    listing.set_defaults(handler=_pki_list)
+    revoke = actions.add_parser(
+        "revoke", parents=[common], help="revoke a VIN's certificates (or one serial)"
+    )
+    revoke.add_argument("cn", nargs="?", help="the VIN (or CN) whose certificates to revoke")
+    revoke.add_argument("--serial", help="revoke only the certificate with this serial (hex)")
+    revoke.set_defaults(handler=_pki_revoke)
+    crl = actions.add_parser("crl", parents=[common], help="sign the CRL again (new nextUpdate)")
+    crl.set_defaults(handler=_pki_crl)
+
+
+def _pki_init(args: argparse.Namespace) -> int:
+    ca = FleetCA(args.data)
+    backend = ca.issue_backend(days=args.days)
+    listener = ca.issue_broker(days=args.days)
+    print(f"fleet CA {ca.cert_path} (key {ca.key_path}, mode 0600)")
+    print(f"backend certificate and key {backend} (mode 0600): cloud-stub serve --broker")
+    print(
+        f"  mqtts://127.0.0.1:8883 --cafile {ca.cert_path} --certfile {backend} --keyfile {backend}"
+    )
+    cli = backend.with_name("cli.pem")
+    print(f"command-line tools (command, activate, deactivate): --certfile {cli} --keyfile {cli}")
+    print("Mosquitto: cloud_stub/mosquitto.conf, then 'listener 8883 127.0.0.1', then")
+    print(f"cloud_stub/mosquitto-tls.conf, then:\n  acl_file {MOSQUITTO_ACL}")
+    for name, path in (
+        ("crlfile", listener.crlfile),
+        ("cafile", listener.cafile),
+        ("certfile", listener.certfile),
+        ("keyfile", listener.keyfile),
+    ):
+        print(f"  {name} {Path(str(path)).resolve()}")
+    return 0
+
+
+def _pki_list(args: argparse.Namespace) -> int:
+    print(json.dumps([i.as_dict() for i in FleetCA(args.data).issued()], indent=2))
+    return 0
+
+
+def _pki_revoke(args: argparse.Namespace) -> int:
+    serial = None
+    if args.serial is not None:
+        try:
+            serial = int(args.serial, 16)
+        except ValueError:
+            raise CloudError(f"--serial {args.serial!r} is not hex") from None
+    if (args.cn is None) == (serial is None):
+        raise CloudError("revoke takes a VIN (or CN) or --serial, one of the two")
+    revoked = FleetCA(args.data).revoke(cn=args.cn, serial=serial)
+    for item in revoked:
+        print(f"revoked {item.cn} serial {item.serial:x}")
+    print("the broker reads the new CRL on SIGHUP (kill -HUP <mosquitto pid>) or restart")
+    return 0
+
+
+def _pki_crl(args: argparse.Namespace) -> int:
+    print(f"{FleetCA(args.data).refresh_crl()}: signed again; send the broker SIGHUP")
     return 0
 
 

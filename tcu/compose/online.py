@@ -66,6 +66,8 @@ class OnlineOptions:
     sinks: tuple[Sink, ...] = ()
     """Observers of the host (``tcu.runtime.host.Sink``)."""
     activation_wait_s: float = 5.0
+    backend_tls: TlsFiles | None = None  # the backend's own client certificate (mutual TLS)
+    synchronous: Synchronous | None = None  # the outbox's; default FULL with a workdir
 
 
 @dataclass(slots=True)
@@ -170,7 +172,9 @@ class OnlineReplay:
             if self.opts.broker is None and protocol == "auto":
                 protocol = "3.1.1"  # amqtt speaks MQTT 3.1.1 only
             identity = await self._identity(stack, workdir, broker)
-            durable: Synchronous = "FULL" if self.opts.workdir is not None else "NORMAL"
+            durable: Synchronous = self.opts.synchronous or (
+                "FULL" if self.opts.workdir is not None else "NORMAL"
+            )
             outbox = Outbox(workdir / "outbox.sqlite", synchronous=durable)
             stack.callback(outbox.close)
             uplink = TelemetryUplink(
@@ -228,8 +232,8 @@ class OnlineReplay:
                     "backend (tcu provision --vin VIN --backend-data DIR)"
                 )
             return load_identity(self.opts.keystore)
-        tls = None
-        if broker.tls:
+        tls = self.opts.backend_tls
+        if broker.tls and tls is None:
             tls = TlsFiles(
                 cafile=str(broker.ca) if broker.ca else None,
                 certfile=str(broker.cert) if broker.cert else None,
