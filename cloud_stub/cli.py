@@ -24,6 +24,8 @@ from cloud_stub.commands import CommandBuilder
 from cloud_stub.errors import CloudError
 from cloud_stub.ingest import DEFAULT_PREFIX
 from cloud_stub.keys import backend_public_key_pem, load_backend_key
+from cloud_stub.portal import cli as portal_cli
+from cloud_stub.portal.server import PortalServer, parse_http
 from cloud_stub.registry import Registry
 from cloud_stub.service import (
     REGISTRY_FILE,
@@ -87,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="without --broker: port of the embedded broker on 127.0.0.1 (%(default)s)",
     )
     serve.add_argument("-v", "--verbose", action="store_true", help="log every refusal")
+    serve.add_argument(
+        "--http", metavar="HOST:PORT", help="serve the fleet portal (API and dashboard) here"
+    )
     serve.set_defaults(handler=_serve)
 
     register = sub.add_parser("register", parents=[common], help="register a vehicle's key")
@@ -116,7 +121,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     public = sub.add_parser("public-key", parents=[common], help="print the backend public key")
     public.set_defaults(handler=_public_key)
+    portal_cli.register(sub, common, broker_options=_portal_broker, send=_portal_send)
     return parser
+
+
+# --- the fleet portal (cloud_stub.portal) --------------------------------------------------
+
+
+def _portal_broker(parser: argparse.ArgumentParser) -> None:
+    _broker_options(parser, required=False)
+
+
+def _portal_send(args: argparse.Namespace, registry: Registry, name: str) -> int:
+    tls = _tls(args)
+    parse_broker_url(args.broker)
+    return _send(args, registry, name, None, tls)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -157,6 +176,12 @@ async def _serve_async(args: argparse.Namespace) -> None:
             url = embedded.url
         backend = Backend(url, args.data, prefix=args.prefix, tls=_tls(args))
         await stack.enter_async_context(backend)
+        if args.http is not None:
+            host, port = parse_http(args.http)
+            portal = await stack.enter_async_context(
+                PortalServer(args.data, host, port, sender=backend)
+            )
+            print(f"cloud-stub: fleet portal on {portal.url}", flush=True)
         print(
             f"cloud-stub: serving {backend.address.url}, data {args.data},"
             f" backend kid {backend.backend_key.kid.hex()}",
