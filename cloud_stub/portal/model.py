@@ -275,8 +275,10 @@ class Portal:
             return self._insert_user(account_id, email, role)
 
     def accept_invitation(self, token: str, password: str) -> User:
-        password = check_password(password)
-        hashed = passwords.hash_password(password)
+        return self.accept_hashed(token, passwords.hash_password(check_password(password)))
+
+    def accept_hashed(self, token: str, hashed: str) -> User:
+        """Accept an invitation with a password hashed already (off the event loop)."""
         with self._transaction() as db:
             row = db.execute(
                 "UPDATE users SET password_hash = ?, invite_hash = NULL WHERE invite_hash = ?"
@@ -308,13 +310,18 @@ class Portal:
         return [_user(row) for row in rows]
 
     def authenticate(self, email: str, password: str) -> User | None:
+        found = self.credentials(email)
+        if found is None:
+            passwords.verify_nobody(password)
+            return None
+        return self.user(found[0]) if passwords.verify(password, found[1]) else None
+
+    def credentials(self, email: str) -> tuple[int, str] | None:
+        """The user id and password hash for an e-mail; None if unknown or not yet accepted."""
         row = self._db.execute(
             "SELECT id, password_hash FROM users WHERE email = ?", (email.lower(),)
         ).fetchone()
-        if row is None or row[1] is None:
-            passwords.verify_nobody(password)
-            return None
-        return self.user(row[0]) if passwords.verify(password, row[1]) else None
+        return None if row is None or row[1] is None else (int(row[0]), str(row[1]))
 
     def remove_user(self, actor: User | None, account_id: int, user_id: int) -> None:
         self._check(actor, account_id, "manage_users")

@@ -19,8 +19,6 @@ server-sent event stream that pushes the vehicle list, or one vehicle, whenever 
 the command results or the portal change.
 """
 
-from __future__ import annotations
-
 import asyncio
 import contextlib
 import hmac
@@ -40,7 +38,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from cloud_stub.commands import SignedDownlink, check_command
 from cloud_stub.errors import CloudError
 from cloud_stub.portal.model import Portal, User, VehicleEntry
-from cloud_stub.portal.rules import COMMAND_PRODUCTS, PRODUCTS, Refusal
+from cloud_stub.portal.passwords import hash_password, verify, verify_nobody
+from cloud_stub.portal.rules import COMMAND_PRODUCTS, PRODUCTS, Refusal, check_password
 from cloud_stub.portal.security import BodyGuard, LoginLimiter
 from cloud_stub.portal.view import StoreReader
 
@@ -263,7 +262,10 @@ def create_app(ctx: PortalContext) -> Any:
 
     @app.exception_handler(Refusal)
     async def refused(request: Request, exc: Refusal) -> JSONResponse:
-        return _error(STATUS_BY_CODE.get(exc.code, 400), exc.code, exc.sentence)
+        response = _error(STATUS_BY_CODE.get(exc.code, 400), exc.code, exc.sentence)
+        if isinstance(exc, _RateLimited):
+            response.headers["Retry-After"] = str(max(1, round(exc.wait)))
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -280,10 +282,10 @@ def create_app(ctx: PortalContext) -> Any:
             raise Refusal("unauthenticated", "Log in first.")
         return found
 
-    def user(request: Request) -> User:
+    async def user(request: Request) -> User:
         return session(request)[0]
 
-    def changing(request: Request) -> User:
+    async def changing(request: Request) -> User:
         """A state-changing request: the session, its CSRF token, and our own origin."""
         account_user, csrf = session(request)
         _check_origin(request)
@@ -305,7 +307,7 @@ def create_app(ctx: PortalContext) -> Any:
         wait = ctx.limiter.retry_after(*keys)
         if wait > 0:
             raise _RateLimited(wait)
-        found = await asyncio.to_thread(portal.authenticate, body.email, body.password)
+        found = await _authenticate(portal, body.email, body.password)
         if found is None:
             ctx.limiter.failed(*keys)
             raise Refusal("bad_login", "Wrong e-mail or password.")
@@ -340,9 +342,8 @@ def create_app(ctx: PortalContext) -> Any:
     @app.post("/api/invitations/accept", response_model=UserOut, tags=["session"])
     async def accept(body: InvitationIn, request: Request) -> UserOut:
         _check_origin(request)
-        return _user_out(
-            await asyncio.to_thread(portal.accept_invitation, body.token, body.password)
-        )
+        hashed = await asyncio.to_thread(hash_password, check_password(body.password))
+        return _user_out(portal.accept_hashed(body.token, hashed))
 
     # --- vehicles ---------------------------------------------------------------------------
 
@@ -609,6 +610,17 @@ class _RateLimited(Refusal):
             "rate_limited", f"Too many failed logins; try again in {max(1, round(wait))} s."
         )
         self.wait = wait
+
+
+async def _authenticate(portal: Portal, email: str, password: str) -> User | None:
+    """The scrypt work runs in a worker thread, so the event loop keeps serving."""
+    found = portal.credentials(email)
+    if found is None:
+        await asyncio.to_thread(verify_nobody, password)
+        return None
+    if not await asyncio.to_thread(verify, password, found[1]):
+        return None
+    return portal.user(found[0])
 
 
 def _check_origin(request: Request) -> None:

@@ -16,7 +16,7 @@ from tests.portal.conftest import PASSWORD, VIN_A, VIN_B, VIN_C, register_module
 
 
 def account_with_admin(portal: Portal, name: str, email: str) -> User:
-    account, admin, token = portal.create_account(name, email)
+    _, _, token = portal.create_account(name, email)
     return portal.accept_invitation(token, PASSWORD)
 
 
