@@ -105,3 +105,12 @@ async def served(data: Path, embedded_broker: EmbeddedBroker) -> AsyncIterator[S
             broker=embedded_broker,
             doubles=doubles,
         )
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Name where the browser tests left their screenshots."""
+    from tests.helpers import REPO
+
+    artefacts = REPO / "tmp" / "artefacts" / "portal"
+    if artefacts.is_dir() and any(artefacts.glob("*.png")):
+        terminalreporter.write_line(f"portal screenshots: {artefacts}")
