@@ -4,7 +4,8 @@ Theory of operation: `LoginLimiter` counts failed logins per key (the e-mail tri
 client's address) in a sliding window; past ``max_failures`` the key is refused until the
 oldest failure leaves the window, and the refusal says when to retry. `BodyGuard` is plain
 ASGI middleware in front of the app: a request body larger than ``max_body`` is answered 413
-before the app reads it (by Content-Length, or by counting as it streams), and a JSON body
+without the app seeing it (by Content-Length, or by counting as it streams; what is
+still coming is read and dropped, up to 1 MiB, so the client gets the answer), and a JSON body
 nested deeper than ``max_depth`` is answered 400 before any parser recurses into it.
 """
 
@@ -20,6 +21,7 @@ __all__ = ["BodyGuard", "LoginLimiter", "json_depth"]
 
 MAX_BODY: Final = 64 * 1024
 MAX_DEPTH: Final = 32
+DRAIN: Final = 1024 * 1024
 
 
 class LoginLimiter:
@@ -107,9 +109,7 @@ class BodyGuard:
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
-            await _refuse(
-                send, 413, "body_too_large", f"A request body is at most {self.max_body} bytes."
-            )
+            await self._too_large(receive, send)
             return
         chunks: list[bytes] = []
         size = 0
@@ -120,9 +120,7 @@ class BodyGuard:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body:
-                await _refuse(
-                    send, 413, "body_too_large", f"A request body is at most {self.max_body} bytes."
-                )
+                await self._too_large(receive if message.get("more_body") else None, send)
                 return
             chunks.append(chunk)
             if not message.get("more_body"):
@@ -143,7 +141,19 @@ class BodyGuard:
 
         await self.app(scope, replay, send)
 
-    async def _too_large(self, send: Send) -> None:
+    async def _too_large(self, receive: Receive | None, send: Send) -> None:
+        """Refuse; first read and drop what the client is still sending, up to ``DRAIN``.
+
+        A client that is still writing when the connection closes sees a reset, not the 413.
+        """
+        drained = 0
+        while receive is not None and drained <= DRAIN:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            drained += len(message.get("body", b""))
+            if not message.get("more_body"):
+                break
         await _refuse(send, 413, "body_too_large", f"A body is at most {self.max_body} bytes.")
 
 

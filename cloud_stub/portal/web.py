@@ -34,6 +34,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cloud_stub.commands import SignedDownlink, check_command
 from cloud_stub.errors import CloudError
@@ -241,7 +242,8 @@ class Done(BaseModel):
 
 VinPath = Annotated[str, Path(max_length=64)]
 ERRORS: Final[dict[int | str, dict[str, Any]]] = {
-    status: {"model": ErrorBody} for status in (400, 401, 403, 404, 409, 413, 422, 429, 502, 503)
+    status: {"model": ErrorBody}
+    for status in (400, 401, 403, 404, 405, 409, 413, 422, 429, 502, 503)
 }
 
 
@@ -266,6 +268,11 @@ def create_app(ctx: PortalContext) -> Any:
         if isinstance(exc, _RateLimited):
             response.headers["Retry-After"] = str(max(1, round(exc.wait)))
         return response
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {400: "malformed", 404: "not_found", 405: "method_not_allowed"}
+        return _error(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
