@@ -158,6 +158,8 @@ def _serve(args: argparse.Namespace) -> int:
         level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
     logging.getLogger("cloud_stub").setLevel(logging.INFO if args.verbose else logging.WARNING)
+    if args.http is not None:
+        parse_http(args.http)  # a mistake is reported before anything starts
     asyncio.run(_serve_async(args))
     return 0
 
@@ -176,17 +178,17 @@ async def _serve_async(args: argparse.Namespace) -> None:
             url = embedded.url
         backend = Backend(url, args.data, prefix=args.prefix, tls=_tls(args))
         await stack.enter_async_context(backend)
+        print(
+            f"cloud-stub: serving {backend.address.url}, data {args.data},"
+            f" backend kid {backend.backend_key.kid.hex()}",
+            flush=True,
+        )
         if args.http is not None:
             host, port = parse_http(args.http)
             portal = await stack.enter_async_context(
                 PortalServer(args.data, host, port, sender=backend)
             )
             print(f"cloud-stub: fleet portal on {portal.url}", flush=True)
-        print(
-            f"cloud-stub: serving {backend.address.url}, data {args.data},"
-            f" backend kid {backend.backend_key.kid.hex()}",
-            flush=True,
-        )
         await stop.wait()
         print(f"cloud-stub: stopping; {json.dumps(backend.stats().as_dict())}", flush=True)
 

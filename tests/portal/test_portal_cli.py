@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import io
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
+import httpx
 import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
@@ -110,3 +115,50 @@ def test_assign_and_unassign_send_the_signed_activation_and_deactivation(
     key = public_key_from_pem(backend_public_key_pem(data))
     commands = [VehicleDouble.read_downlink(p, key) for p in received]
     assert [(c.name, c.counter) for c in commands] == [("activate", 1), ("deactivate", 2)]
+
+
+def test_serve_with_http_serves_the_portal_until_sigterm(
+    tmp_path: Path, mosquitto_broker: MosquittoProcess
+) -> None:
+    data = tmp_path / "cloud"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    serve = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cloud_stub.cli",
+            "serve",
+            "--broker",
+            mosquitto_broker.url,
+            "--data",
+            str(data),
+            "--http",
+            "127.0.0.1:0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        assert serve.stdout is not None
+        assert serve.stdout.readline().decode().startswith("cloud-stub: serving mqtt://")
+        banner = serve.stdout.readline().decode()
+        assert banner.startswith("cloud-stub: fleet portal on http://127.0.0.1:")
+        url = banner.split(" on ")[1].strip()
+        document = httpx.get(f"{url}openapi.json", timeout=10).json()
+        assert document["info"]["title"] == "cloud-stub fleet portal"
+        assert httpx.get(f"{url}api/vehicles", timeout=10).status_code == 401
+        page = httpx.get(url, timeout=10)
+        assert page.status_code == 200 and "/static/app.js" in page.text
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        _, err = serve.communicate(timeout=20)
+    assert serve.returncode == 0, err.decode()
+    assert b"Traceback" not in err
+
+
+def test_serve_with_a_bad_http_address_is_an_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, _, err = run(capsys, "serve", "--http", "no-port", "--data", str(tmp_path))
+    assert code == 2 and err.startswith("error: --http 'no-port'")
