@@ -29,6 +29,7 @@ __all__ = [
     "PRODUCT_TITLES",
     "ROLES",
     "Action",
+    "Command",
     "Product",
     "Refusal",
     "Role",
@@ -37,8 +38,10 @@ __all__ = [
     "check_can_command",
     "check_can_see",
     "check_email",
+    "check_grantable",
     "check_handover",
     "check_password",
+    "check_permitted",
     "check_product",
     "check_role",
     "check_seat",
@@ -62,8 +65,18 @@ PRODUCT_TITLES: Final[dict[str, str]] = {
     "preconditioning": "preconditioning",
 }
 
+Command: TypeAlias = Literal[
+    "lock",
+    "unlock",
+    "start_charging",
+    "stop_charging",
+    "start_preconditioning",
+    "stop_preconditioning",
+    "set_departure",
+]
+
 # Which service a remote command needs on the vehicle.
-COMMAND_PRODUCTS: Final[dict[str, str]] = {
+COMMAND_PRODUCTS: Final[dict[str, Product]] = {
     "lock": "remote_lock",
     "unlock": "remote_lock",
     "start_charging": "ecell_charging",

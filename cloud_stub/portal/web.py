@@ -27,7 +27,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Annotated, Any, Final, Literal, Protocol
+from typing import Annotated, Any, Final, Protocol
 
 from fastapi import Depends, FastAPI, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -40,7 +40,7 @@ from cloud_stub.commands import SignedDownlink, check_command
 from cloud_stub.errors import CloudError
 from cloud_stub.portal.model import Portal, User, VehicleEntry
 from cloud_stub.portal.passwords import hash_password, verify, verify_nobody
-from cloud_stub.portal.rules import COMMAND_PRODUCTS, PRODUCTS, Refusal, check_password
+from cloud_stub.portal.rules import PRODUCTS, Command, Product, Refusal, Role, check_password
 from cloud_stub.portal.security import BodyGuard, LoginLimiter
 from cloud_stub.portal.view import StoreReader
 
@@ -156,7 +156,7 @@ class VehicleOut(BaseModel):
 
 
 class ServiceIn(_Strict):
-    product: Literal["vehicle_status", "remote_lock", "ecell_charging", "preconditioning"]
+    product: Product
 
 
 class SwitchOut(BaseModel):
@@ -176,15 +176,7 @@ class DriverIn(_Strict):
 
 
 class CommandIn(_Strict):
-    name: Literal[
-        "lock",
-        "unlock",
-        "start_charging",
-        "stop_charging",
-        "start_preconditioning",
-        "stop_preconditioning",
-        "set_departure",
-    ]
+    name: Command
     argument: str | None = Field(default=None, max_length=16)
 
 
@@ -206,7 +198,7 @@ class CommandOut(BaseModel):
 
 
 class ProductIn(_Strict):
-    product: Literal["vehicle_status", "remote_lock", "ecell_charging", "preconditioning"]
+    product: Product
     count: int = Field(ge=1, le=1_000_000)
 
 
@@ -218,7 +210,7 @@ class ProductOut(BaseModel):
 
 class UserIn(_Strict):
     email: str = Field(max_length=254)
-    role: Literal["administrator", "fleet_manager", "driver"]
+    role: Role
 
 
 class InviteOut(BaseModel):
@@ -681,6 +673,3 @@ async def _stream(
 
 def _sse(data: dict[str, Any]) -> str:
     return f"data: {json.dumps(data, separators=(',', ':'), allow_nan=False)}\n\n"
-
-
-COMMANDS: Final = tuple(COMMAND_PRODUCTS)
