@@ -28,6 +28,7 @@ from cloud_stub.service import Backend
 from tcu.bench.vehicle_sim import SimDriver, VehicleSim
 from tcu.can.encoder import FrameEncoder
 from tcu.can.setup import load_bus_setup
+from tcu.link.model import LinkConfig
 from tcu.runtime.bus import resolve_bus
 from tcu.runtime.live import LiveOptions, LiveSession
 from tcu.runtime.mqtt import BrokerURL
@@ -52,6 +53,12 @@ ARTEFACTS = REPO / "tmp" / "artefacts" / "portal"
 WAIT_S = 15.0  # a liveness bound on a shared machine, not a timing assertion
 WAIT_MS = int(WAIT_S * 1000)
 VAN = "WTCUBENCH00000077"
+FAST_MODEM = {
+    "search_s": [0.05, 0.1],
+    "attach_home_s": [0.05, 0.1],
+    "attach_roaming_s": [0.05, 0.1],
+    "retry_s": [0.05, 0.1],
+}
 NO_VALUE = "\N{EN DASH}"  # what the dashboard shows for a value it has not received
 
 
@@ -65,9 +72,10 @@ def _missing(message: str) -> None:
 async def browser() -> AsyncIterator[Any]:
     """Debian's Chromium through Playwright; skips without it, fails instead when CI=true."""
     try:
-        from playwright.async_api import async_playwright
+        from playwright.async_api import async_playwright, expect
     except ImportError:
         _missing("playwright is not installed (pip install playwright)")
+    expect.set_options(timeout=WAIT_MS)
     if not CHROMIUM.exists():
         _missing(f"{CHROMIUM} not found (apt-get install chromium)")
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
@@ -184,7 +192,7 @@ async def bench(
                 keystore=keystore,
                 broker=BrokerURL.parse(embedded_broker.url),
                 mqtt_protocol="3.1.1",
-                link_proxy=False,
+                link=LinkConfig.from_dict({"home_plmn": "242-01", "seed": 3, "modem": FAST_MODEM}),
                 snapshot_period=1.0,
             )
         )
@@ -220,6 +228,10 @@ async def test_lock_the_van_and_watch_its_telemetry_report_it(bench: Bench, brow
         await page.click(f'#vehicle-list tr[data-vin="{VAN}"]')
         await expect(page.locator("#lock-state")).to_have_text("unlocked", timeout=WAIT_MS)
         await expect(page.locator("#soc")).to_have_text("64.5 %")
+        await expect(page.locator("#registration")).to_have_text("registered_home")
+        await expect(page.locator("#plmn")).to_have_text("242-01 (Telenor Norge)")
+        await expect(page.locator("#roaming")).to_have_text("home network")
+        await expect(page.locator("#roaming-bytes")).to_have_text("0")
         await page.click("#lock-btn")
         await expect(page.locator("#command-outcome")).to_contain_text("lock: sent")
         await expect(page.locator("#lock-state")).to_have_text("locked", timeout=WAIT_MS)
