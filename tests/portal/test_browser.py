@@ -35,7 +35,7 @@ from tcu.runtime.mqtt import BrokerURL
 from tcu.runtime.online import OnlineOptions, OnlineReplay, OnlineReport, reference_traces
 from tcu.telemetry.identity import provision
 from tcu.vehicle import catalogue as c
-from tests.helpers import REPO, until
+from tests.helpers import FAST_MODEM, REPO, until
 from tests.portal.conftest import PASSWORD
 
 pytestmark = pytest.mark.browser
@@ -53,12 +53,6 @@ ARTEFACTS = REPO / "tmp" / "artefacts" / "portal"
 WAIT_S = 15.0  # a liveness bound on a shared machine, not a timing assertion
 WAIT_MS = int(WAIT_S * 1000)
 VAN = "WTCUBENCH00000077"
-FAST_MODEM = {
-    "search_s": [0.05, 0.1],
-    "attach_home_s": [0.05, 0.1],
-    "attach_roaming_s": [0.05, 0.1],
-    "retry_s": [0.05, 0.1],
-}
 NO_VALUE = "\N{EN DASH}"  # what the dashboard shows for a value it has not received
 
 
