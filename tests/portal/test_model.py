@@ -186,3 +186,25 @@ def test_a_new_owner_sees_only_what_the_van_sent_since_it_joined(
     finally:
         store.close()
         reader.close()
+
+
+def test_a_session_ends_after_its_lifetime(data: Path) -> None:
+    from cloud_stub.portal.model import PORTAL_FILE, SESSION_S
+
+    register_modules(data, VIN_A)
+    now = [1000.0]
+    portal = Portal(
+        data / PORTAL_FILE,
+        is_registered=lambda vin: True,
+        record_mark=lambda: 0,
+        clock=lambda: now[0],
+    )
+    try:
+        admin = account_with_admin(portal, "Fjord", "anne@fjord.example")
+        token, _ = portal.open_session(admin)
+        now[0] += SESSION_S - 1
+        assert portal.session(token) is not None
+        now[0] += 2
+        assert portal.session(token) is None
+    finally:
+        portal.close()
