@@ -26,6 +26,8 @@ from cloud_stub.errors import CloudError
 from cloud_stub.ingest import DEFAULT_PREFIX
 from cloud_stub.keys import backend_public_key_pem, load_backend_key
 from cloud_stub.mailbox import MAILBOX_FILE, Mailbox
+from cloud_stub.portal import cli as portal_cli
+from cloud_stub.portal.server import PortalServer, parse_http
 from cloud_stub.registry import Registry
 from cloud_stub.service import (
     DEFAULT_DATA,
@@ -89,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="without --broker: port of the embedded broker on 127.0.0.1 (%(default)s)",
     )
     serve.add_argument("-v", "--verbose", action="store_true", help="log every refusal")
+    serve.add_argument(
+        "--http", metavar="HOST:PORT", help="serve the fleet portal (API and dashboard) here"
+    )
     serve.set_defaults(handler=_serve)
 
     register = sub.add_parser("register", parents=[common], help="register a vehicle's key")
@@ -119,7 +124,21 @@ def build_parser() -> argparse.ArgumentParser:
     public = sub.add_parser("public-key", parents=[common], help="print the backend public key")
     public.set_defaults(handler=_public_key)
     _pki_parser(sub, common)
+    portal_cli.register(sub, common, broker_options=_portal_broker, send=_portal_send)
     return parser
+
+
+# --- the fleet portal (cloud_stub.portal) --------------------------------------------------
+
+
+def _portal_broker(parser: argparse.ArgumentParser) -> None:
+    _broker_options(parser, required=False)
+
+
+def _portal_send(args: argparse.Namespace, registry: Registry, vin: str, name: str) -> str:
+    tls = _tls(args)
+    parse_broker_url(args.broker)
+    return _send(args, registry, name, None, tls, vin=vin)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -144,6 +163,8 @@ def _serve(args: argparse.Namespace) -> int:
     logging.getLogger("cloud_stub").setLevel(logging.INFO if args.verbose else logging.WARNING)
     # amqtt warns about every client that tries MQTT 5 first (a TCU does): -v shows them
     logging.getLogger("amqtt").setLevel(logging.WARNING if args.verbose else logging.ERROR)
+    if args.http is not None:
+        parse_http(args.http)  # a mistake is reported before anything starts
     asyncio.run(_serve_async(args))
     return 0
 
@@ -167,6 +188,12 @@ async def _serve_async(args: argparse.Namespace) -> None:
             f" backend kid {backend.backend_key.kid.hex()}",
             flush=True,
         )
+        if args.http is not None:
+            host, port = parse_http(args.http)
+            portal = await stack.enter_async_context(
+                PortalServer(args.data, host, port, sender=backend)
+            )
+            print(f"cloud-stub: fleet portal on {portal.url}", flush=True)
         await stop.wait()
         print(f"cloud-stub: stopping; {json.dumps(backend.stats().as_dict())}", flush=True)
 
@@ -226,15 +253,18 @@ def _send(
     name: str,
     argument: str | None,
     tls: TlsFiles | None,
+    *,
+    vin: str | None = None,
 ) -> str:
     """Sign the command and hand it to the mailbox; say whether it left or waits."""
+    vin = args.vin if vin is None else vin
     builder = CommandBuilder(registry, load_backend_key(args.data), prefix=args.prefix)
     now = time.time()
-    signed = builder.build(args.vin, name, argument, now_epoch=now)
+    signed = builder.build(vin, name, argument, now_epoch=now)
     downlink = signed.downlink
     with Mailbox(args.data / MAILBOX_FILE) as mailbox:
         messages = mailbox.post(signed, now=now)
-        heard = mailbox.is_heard(args.vin)
+        heard = mailbox.is_heard(vin)
     if messages:
         asyncio.run(publish_once(args.broker, messages, tls=tls))
     done = f"{downlink.command_id} (counter {downlink.counter})"

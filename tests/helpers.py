@@ -14,6 +14,14 @@ PYCAN_FIXTURES = SHARED / "python-can"
 COSE_FIXTURES = SHARED / "cose-wg"
 MODEL3_DBC = SHARED / "dbc" / "Model3CAN.dbc"
 
+# A modem that registers within a tenth of a second, for benches with a link model.
+FAST_MODEM = {
+    "search_s": [0.05, 0.1],
+    "attach_home_s": [0.05, 0.1],
+    "attach_roaming_s": [0.05, 0.1],
+    "retry_s": [0.05, 0.1],
+}
+
 MINI_DBC = """VERSION ""
 
 NS_ :

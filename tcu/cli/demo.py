@@ -10,6 +10,7 @@ certificates of a fleet CA made for the run (mutual TLS, the CN as username, top
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import sys
@@ -42,6 +43,13 @@ def register(sub: Any) -> None:
         help="a reference trace by file name (default: the three storylines)",
     )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument(
+        "--http",
+        default="127.0.0.1:0",
+        metavar="HOST:PORT",
+        help="serve the fleet portal here (default: a free port on 127.0.0.1)",
+    )
+    p.add_argument("--no-http", action="store_true", help="do not serve the fleet portal")
     p.set_defaults(func=run)
 
 
@@ -49,17 +57,26 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.ERROR, format="%(name)s: %(message)s")
     say = (lambda s: None) if args.json else (lambda s: print(f"- {s}", flush=True))
     traces = reference_traces(tuple(args.trace))
+
+    def show(report: OnlineReport) -> None:
+        print(json.dumps(report.as_json(), indent=2) if args.json else render(report))
+
     if args.broker == MOSQUITTO_TLS:
         if args.ca or args.cert or args.key:
             raise ConfigError("--broker mosquitto-tls makes its own CA and certificates")
         report = run_mutual_tls(traces, say)
+        show(report)
+        return 0 if report.lost == 0 and report.drained else 1
+    broker = broker_from_args(args) if args.broker else None
+    opts = OnlineOptions(traces=traces, broker=broker)
+    if args.no_http:
+        report = run_online(opts, say=say)
+        show(report)
     else:
-        broker = broker_from_args(args) if args.broker else None
-        report = run_online(OnlineOptions(traces=traces, broker=broker), say=say)
-    if args.json:
-        print(json.dumps(report.as_json(), indent=2))
-    else:
-        print(render(report))
+        from tcu.cli.demo_portal import interactive, with_portal
+
+        stay = interactive(args)
+        report = asyncio.run(with_portal(opts, say, show, args.http, stay, quiet=args.json))
     return 0 if report.lost == 0 and report.drained else 1
 
 

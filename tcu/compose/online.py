@@ -22,7 +22,7 @@ import logging
 import socket
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,8 +138,17 @@ class OnlineReport:
 
 
 class OnlineReplay:
-    def __init__(self, opts: OnlineOptions, *, say: Callable[[str], None] = lambda s: None) -> None:
+    def __init__(
+        self,
+        opts: OnlineOptions,
+        *,
+        say: Callable[[str], None] = lambda s: None,
+        on_backend: Callable[[Backend, str], Awaitable[None]] | None = None,
+        linger: Callable[[OnlineReport], Awaitable[None]] | None = None,
+    ) -> None:
         self.opts = opts
+        self.on_backend = on_backend  # called with the in-process backend and the VIN
+        self.linger = linger  # awaited with the report, before the backend and broker stop
         self.say = say
         self.setup = load_bus_setup(opts.dbc, opts.mapping)
         for trace in opts.traces:
@@ -220,6 +229,8 @@ class OnlineReplay:
                 report.duplicates = ingest.duplicates
                 report.refused = dict(ingest.refused)
             report.wall_s = loop.time() - started
+            if self.linger is not None:
+                await self.linger(report)
             return report
 
     async def _identity(
@@ -256,7 +267,10 @@ class OnlineReplay:
                 backend_pem=lambda: backend.backend_key.public_key_pem,
             )
             self.say(f"provisioned {self.opts.vin}: Ed25519 key pair in {keystore} (mode 0600)")
-        return load_identity(keystore)
+        identity = load_identity(keystore)
+        if self.on_backend is not None:
+            await self.on_backend(backend, identity.vin)
+        return identity
 
     async def _replay_one(
         self,

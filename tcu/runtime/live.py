@@ -45,6 +45,7 @@ from tcu.can.setup import load_bus_setup
 from tcu.errors import BusError, ConfigError
 from tcu.events import Tick
 from tcu.link.proxy import LinkProxy
+from tcu.link.reporter import LinkReporter, report_link
 from tcu.link.sim import Link, LinkConfig, Position
 from tcu.runtime.backoff import Backoff
 from tcu.runtime.bus import (
@@ -596,6 +597,7 @@ class LiveSession:
         self.uplink: TelemetryUplink | None = None
         self.proxy: LinkProxy | None = None
         self._gnss_task: asyncio.Future[None] | None = None
+        self._link_task: asyncio.Future[None] | None = None
 
     # --- running ---------------------------------------------------------------------------
 
@@ -624,9 +626,10 @@ class LiveSession:
             if uplink_task is not None:
                 with contextlib.suppress(Exception, asyncio.CancelledError):
                     await asyncio.wait_for(uplink_task, UPLINK_CLOSE_S)
-            if self._gnss_task is not None:
-                self._gnss_task.cancel()
-                await asyncio.gather(self._gnss_task, return_exceptions=True)
+            for follower in (self._gnss_task, self._link_task):
+                if follower is not None:
+                    follower.cancel()
+                    await asyncio.gather(follower, return_exceptions=True)
             if self.proxy is not None:
                 await self.proxy.close()
             try:
@@ -646,6 +649,12 @@ class LiveSession:
             target = BrokerURL(host=LINK_PROXY_HOST, port=self.proxy.port)
             if model is not None and not model.config.route:
                 self._gnss_task = asyncio.ensure_future(self._follow_gnss(self.proxy, model))
+            if model is not None and self.telemetry is not None:  # link records (portal)
+                telemetry = self.telemetry
+                telemetry.inner.append(LinkReporter(recording=lambda: telemetry.active))
+                self._link_task = asyncio.ensure_future(
+                    report_link(model, self.proxy.now, self.driver.inject)
+                )
         self.uplink = TelemetryUplink(
             self.vin,
             target,

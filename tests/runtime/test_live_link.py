@@ -22,17 +22,11 @@ from tcu.runtime.live import LiveOptions, LiveSession
 from tcu.runtime.mqtt import BrokerURL
 from tcu.telemetry.storage.identity import provision
 from tcu.vehicle import catalogue as c
-from tests.helpers import until
+from tests.helpers import FAST_MODEM, until
 
 WAIT_S = 5.0
 
 VIN = "WTCUBENCH00000051"
-FAST_MODEM = {
-    "search_s": [0.05, 0.1],
-    "attach_home_s": [0.05, 0.1],
-    "attach_roaming_s": [0.05, 0.1],
-    "retry_s": [0.05, 0.1],
-}
 
 
 @pytest.fixture
