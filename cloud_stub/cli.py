@@ -35,7 +35,7 @@ from cloud_stub.service import (
 )
 from cloud_stub.store import Store
 from tcu.errors import TcuError
-from tcu.telemetry.cose import key_id, public_key_from_pem
+from tcu.telemetry.codec.cose import key_id, public_key_from_pem
 
 __all__ = ["main"]
 

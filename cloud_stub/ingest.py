@@ -35,10 +35,10 @@ from cloud_stub.keys import BackendKey
 from cloud_stub.registry import Registry, Vehicle
 from cloud_stub.store import Store
 from tcu.errors import DecodeError
-from tcu.telemetry.cbor_strict import DEFAULT_MAX_SIZE
-from tcu.telemetry.cose import CoseError, VerifyKey, verify1
+from tcu.telemetry.codec.cbor_strict import DEFAULT_MAX_SIZE
+from tcu.telemetry.codec.cose import CoseError, VerifyKey, verify1
+from tcu.telemetry.codec.schema import AckMessage, decode_batch, decode_status, encode_ack
 from tcu.telemetry.records import is_vin
-from tcu.telemetry.schema import AckMessage, decode_batch, decode_status, encode_ack
 
 __all__ = [
     "DEFAULT_MAX_PAYLOAD",

@@ -1,6 +1,6 @@
 """Provisioning a vehicle with this backend: what ``tcu provision`` calls.
 
-``registration(data_dir)`` gives the two callables ``tcu.telemetry.identity.provision``
+``registration(data_dir)`` gives the two callables ``tcu.telemetry.storage.identity.provision``
 takes: one that registers the vehicle's VIN and public key in the backend's registry,
 one that returns the backend's public key. Errors are the TCU's ``ConfigError`` so the
 ``tcu`` command reports them as a user's mistake.
@@ -16,7 +16,7 @@ from cloud_stub.keys import backend_public_key_pem
 from cloud_stub.registry import Registry
 from cloud_stub.service import REGISTRY_FILE
 from tcu.errors import ConfigError
-from tcu.telemetry.identity import BackendPem, Register
+from tcu.telemetry.storage.identity import BackendPem, Register
 
 
 def registration(backend_data: str | os.PathLike[str]) -> tuple[Register, BackendPem]:

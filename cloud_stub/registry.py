@@ -19,7 +19,7 @@ from typing import Final, Self
 from cloud_stub.db import connect
 from cloud_stub.errors import RegistryError
 from tcu.errors import ConfigError
-from tcu.telemetry.cose import MAX_KID_LEN, VerifyKey, public_key_from_pem
+from tcu.telemetry.codec.cose import MAX_KID_LEN, VerifyKey, public_key_from_pem
 from tcu.telemetry.records import is_vin
 
 __all__ = ["Registry", "Vehicle"]

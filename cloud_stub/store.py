@@ -25,8 +25,8 @@ from typing import Any, Final, Self
 import cbor2
 
 from cloud_stub.db import connect
+from tcu.telemetry.codec.schema import BatchMessage, StatusMessage, dumps
 from tcu.telemetry.records import KIND_CODES
-from tcu.telemetry.schema import BatchMessage, StatusMessage, dumps
 
 __all__ = ["BatchResult", "Progress", "Store", "StoredRecord"]
 

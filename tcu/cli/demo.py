@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tcu.compose.online import OnlineOptions, OnlineReport, reference_traces, run_online
 from tcu.output import shown_path, table
 from tcu.runtime.mqtt import add_broker_arguments, broker_from_args
-from tcu.runtime.online import OnlineOptions, OnlineReport, reference_traces, run_online
 
 
 def register(sub: Any) -> None:

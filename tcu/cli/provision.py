@@ -8,7 +8,7 @@ from typing import Any
 
 from cloud_stub.provisioning import registration
 from tcu.output import table
-from tcu.telemetry.identity import ALGORITHMS, provision
+from tcu.telemetry.storage.identity import ALGORITHMS, provision
 
 DEFAULT_KEYSTORE = "keystore"
 DEFAULT_BACKEND_DATA = "cloud-data"

@@ -14,8 +14,9 @@ failure is the refusal reason:
 
 Every message gets a status reply, signed with the vehicle key, as a ``Publish`` action on
 ``status``: ``refused`` with the reason, or ``accepted``. On acceptance the counter is
-persisted first (through ``persist(counter, active)``, with the new service state for
-activation and deactivation, else None) and only then acted upon, so a crash can lose a
+persisted first (a ``SaveDownlink`` action, with the new service state for activation
+and deactivation, else None, ahead of every other action; the host commits it before it
+carries out the rest) and only then acted upon, so a crash can lose a
 command but never replay one. ``activate``/``deactivate`` become a ``ServiceActivation``
 event and remote commands a ``tcu.events.Command(source="backend")``, both returned as
 ``Dispatch`` actions for the driver to feed back into the core. A command's result comes
@@ -26,24 +27,25 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from tcu.errors import DecodeError
 from tcu.events import (
-    COMMAND_NAMES,
     Action,
     Command,
     Dispatch,
     Downlink,
+    Emit,
     Log,
     Publish,
+    SaveDownlink,
     ServiceActivation,
 )
-from tcu.telemetry.cbor_strict import loads_strict
-from tcu.telemetry.cose import CoseError, SigningKey, VerifyKey, key_id, sign1, verify1
-from tcu.telemetry.schema import (
+from tcu.telemetry.codec.cbor_strict import loads_strict
+from tcu.telemetry.codec.cose import CoseError, SigningKey, VerifyKey, key_id, sign1, verify1
+from tcu.telemetry.codec.schema import (
     DOWNLINK_NAMES,
     MAX_TEXT,
     DownlinkMessage,
@@ -51,12 +53,15 @@ from tcu.telemetry.schema import (
     decode_downlink,
     encode_status,
 )
+from tcu.vehicle.catalogue import COMMAND_NAMES
 
 STATUS_TOPIC = "status"
 _HHMM = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
 _COSE_MALFORMED = frozenset({"malformed", "missing_payload"})
 MAX_OUTSTANDING = 256
 _FAILED = frozenset({"refused", "rejected", "failed"})
+DOWNLINK_EMIT = "downlink"
+"""The kind of the ``Emit`` that reports what became of one downlink message."""
 _PLAIN_SUCCESS = frozenset({"completed", "allowed", "sent"})
 _CONFIRMED_LATER = frozenset({"lock", "unlock"})
 
@@ -78,7 +83,6 @@ class DownlinkPart:
         vehicle_key: SigningKey,
         origin_epoch: float,
         last_counter: int = 0,
-        persist: Callable[[int, bool | None], None] | None = None,
     ) -> None:
         self.vin = vin
         self.backend_key = backend_key
@@ -86,9 +90,9 @@ class DownlinkPart:
         self.kid = key_id(vehicle_key)
         self.origin_epoch = origin_epoch
         self.last_counter = last_counter
-        self.persist = persist
         self.accepted: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()
+        self._refusal: str | None = None
         self._outstanding: dict[str, int] = {}
 
     # --- Part protocol -----------------------------------------------------------------------
@@ -110,6 +114,14 @@ class DownlinkPart:
     # --- messages ----------------------------------------------------------------------------
 
     def receive(self, payload: bytes, now: float) -> list[Action]:
+        """Judge one downlink; the actions end with an ``Emit`` of kind ``downlink`` that
+        tells observers what became of these bytes (``refused``: the reason, or None)."""
+        self._refusal = None
+        actions = self._receive(payload, now)
+        outcome = Emit(kind=DOWNLINK_EMIT, body={"payload": payload, "refused": self._refusal})
+        return [*actions, outcome]
+
+    def _receive(self, payload: bytes, now: float) -> list[Action]:
         try:
             message = self._verify(payload)
             refusal = self._check(message, now)
@@ -117,12 +129,10 @@ class DownlinkPart:
             return self._refuse(exc.refusal, None, self._unverified(payload), now)
         if refusal is not None:
             return self._refuse(refusal, message, None, now)
-        if self.persist is not None:
-            switch = {"activate": True, "deactivate": False}.get(message.name)
-            self.persist(message.counter, switch)
+        switch = {"activate": True, "deactivate": False}.get(message.name)
         self.last_counter = message.counter
         self.accepted[message.name] += 1
-        return self._act(message, now)
+        return [SaveDownlink(counter=message.counter, active=switch), *self._act(message, now)]
 
     def _verify(self, payload: bytes) -> DownlinkMessage:
         try:
@@ -210,6 +220,7 @@ class DownlinkPart:
         now: float,
     ) -> list[Action]:
         self.refused[refusal.reason] += 1
+        self._refusal = refusal.reason
         if message is not None:
             cid, counter = message.command_id, message.counter
         else:

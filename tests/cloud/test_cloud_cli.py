@@ -18,7 +18,7 @@ from cloud_stub.broker import MosquittoProcess, free_port
 from cloud_stub.cli import main
 from cloud_stub.registry import Registry
 from cloud_stub.testing import VehicleDouble
-from tcu.telemetry.cose import public_key_from_pem
+from tcu.telemetry.codec.cose import public_key_from_pem
 
 VIN = "WV1ZZZ7HZLH000001"
 

@@ -26,8 +26,8 @@ from cloud_stub.broker import (
 from cloud_stub.errors import BrokerError
 from cloud_stub.service import Backend, TlsFiles, read_stats
 from cloud_stub.testing import VehicleDouble
-from tcu.telemetry.cose import VerifyKey
-from tcu.telemetry.schema import BatchMessage, encode_batch
+from tcu.telemetry.codec.cose import VerifyKey
+from tcu.telemetry.codec.schema import BatchMessage, encode_batch
 
 VIN = "WV1ZZZ7HZLH000001"
 NOW = 1_767_225_600

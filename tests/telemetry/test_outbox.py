@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from tcu.errors import ConfigError
-from tcu.telemetry.outbox import DOWNLINK_COUNTER, SERVICE_ACTIVE, Outbox
 from tcu.telemetry.records import Record
+from tcu.telemetry.storage.outbox import DOWNLINK_COUNTER, SERVICE_ACTIVE, Outbox
 from tcu.vehicle import catalogue as cat
 from tcu.vehicle.catalogue import SIGNAL_IDS
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from tcu.errors import ConfigError
-from tcu.telemetry.cose import (
+from tcu.telemetry.codec.cose import (
     SigningKey,
     VerifyKey,
     generate_key,

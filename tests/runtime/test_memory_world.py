@@ -10,9 +10,9 @@ import pytest
 from tcu.can.setup import TRACES, load_bus_setup
 from tcu.can.sources import open_trace
 from tcu.cli.main import main
-from tcu.link.model import LinkConfig
-from tcu.runtime.session import DEFAULT_VIN, ReplayOptions, replay_file
-from tcu.runtime.world import World
+from tcu.compose.memory import MemoryWorld as World
+from tcu.compose.replay import DEFAULT_VIN, ReplayOptions, replay_file
+from tcu.link.sim import LinkConfig
 from tcu.services import VehicleConfig
 from tcu.telemetry.policy import TelemetryConfig
 
@@ -68,9 +68,11 @@ def test_drops_at_the_outbox_cap_are_counted_and_never_stall_the_ack(tmp_path: P
         assert dropped > 0
         stored = s["backend"]["records_stored"]
         assert stored + dropped == s["telemetry"]["records_produced"]
-        assert world.store.released(DEFAULT_VIN) == dropped
-        assert world.store.acked(DEFAULT_VIN, world.tcu.epoch) == world.tcu.telemetry.seq  # type: ignore[union-attr]
-        assert sum(world.store.drops(DEFAULT_VIN).values()) == dropped  # reported in telemetry
+        store, telemetry = world.backend.store, world.host.tcu.telemetry
+        assert telemetry is not None
+        assert store.released(DEFAULT_VIN) == dropped
+        assert store.acked(DEFAULT_VIN, world.host.epoch) == telemetry.seq
+        assert sum(store.drops(DEFAULT_VIN).values()) == dropped  # reported in telemetry
     finally:
         world.close()
 
