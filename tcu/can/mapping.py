@@ -297,7 +297,10 @@ def build_mapping(
 
 
 def every_signal(db: Any) -> list[SignalBinding]:
-    """Every signal of ``db`` under ``Message.Signal``, with its full value and unit."""
+    """Every signal of ``db`` under ``Message.Signal``, with its full value and unit.
+
+    Like ``cantools decode``, each keeps the last value a frame gave it (never stale).
+    """
     out: list[SignalBinding] = []
     names = [m.name for m in db.messages]
     for m in db.messages:
@@ -312,19 +315,13 @@ def every_signal(db: Any) -> list[SignalBinding]:
                     path=f"{prefix}.{sig.name}",
                     message=m,
                     signal=sig.name,
-                    stale_after=default_stale_after(m),
+                    stale_after=math.inf,
                     kind=_full_kind(sig),
                     unit=sig.unit or "",
                     choices=choices_by_physical(sig),
                 )
             )
     return out
-
-
-def default_stale_after(message: Any) -> float:
-    """Three cycle times when the DBC gives one (GenMsgCycleTime), else never stale."""
-    cycle = message.cycle_time
-    return 3 * cycle / 1000 if cycle else math.inf
 
 
 def choices_by_physical(signal: Any) -> dict[float, str]:
@@ -369,7 +366,7 @@ def _binding(db: Any, entry: Any, w: str) -> SignalBinding:
         if stale <= 0:
             raise ConfigError(f"{w}.stale_after: must be > 0 seconds")
     else:
-        stale = default_stale_after(message)
+        stale = math.inf  # a name of the user's own keeps its last value, as cantools does
     values: dict[float, Value] = {}
     raw_values = entry.get("values") or {}
     if not isinstance(raw_values, dict):

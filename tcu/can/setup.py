@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tcu.can.dbc import load_database
 from tcu.can.mapping import Mapping, build_mapping, dbc_of, read_mapping_file
 from tcu.errors import ConfigError
+from tcu.output import table
+from tcu.vehicle.state import VehicleState
 
 REPO = Path(__file__).resolve().parents[2]
 TRACES = REPO / "can_traces"
@@ -74,3 +77,24 @@ def load_bus_setup(
         mapping_path=mapping_path,
         warnings=(*warnings, *built.warnings),
     )
+
+
+def own_signals_section(
+    mapping: Mapping, state: VehicleState, now: float
+) -> tuple[dict[str, dict[str, Any]], str] | None:
+    """The signals bound outside the catalogue, for a summary: JSON and a text table.
+
+    ``{name: {"value": ..., "unit": ...}}`` (value None when unknown or stale), in the
+    mapping's order; None when the mapping binds catalogue signals only.
+    """
+    own = mapping.own_names()
+    if not own:
+        return None
+    values = {b.path: {"value": state.get(b.path, now), "unit": b.unit} for b in own}
+    rows = [
+        (p, "unknown" if v["value"] is None else v["value"], v["unit"]) for p, v in values.items()
+    ]
+    text = "\n".join(
+        ["Signals outside the catalogue", table(rows, headers=("signal", "value", "unit"))]
+    )
+    return values, text
