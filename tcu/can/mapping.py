@@ -12,6 +12,7 @@ value map and a staleness timeout (``docs/signals.md`` describes the language)::
         extended: false           # optional: tells a standard id from an extended one
         signal: BCM_BonnetOpen
         stale_after: 1.0          # seconds without a refresh before the value is unknown
+                                  # (required for catalogue paths; else never stale)
         scale: 1.0                # optional: value = physical * scale + offset
         offset: 0.0
         values: {0: false, 1: true}   # optional: physical value -> value
@@ -19,6 +20,7 @@ value map and a staleness timeout (``docs/signals.md`` describes the language)::
       - path: Fleet.Battery.CellVoltageMax   # a name of the user's own: the full value
         message: BMS_Cells
         signal: CellVoltageMax
+        unit: V                   # optional: the DBC's unit otherwise
     requests:                     # optional: the frame the TCU itself sends
       message: TCU_Request
       type_signal: TCU_ReqType
@@ -245,6 +247,7 @@ _FIELDS = frozenset(
         "offset",
         "values",
         "invalid",
+        "unit",
         "comment",
     }
 )
@@ -385,13 +388,20 @@ def _binding(db: Any, entry: Any, w: str) -> SignalBinding:
         raise ConfigError(f"{w}.invalid: expected a list of numbers")
     scale = _number(f"{w}.scale", entry.get("scale", 1.0))
     offset = _number(f"{w}.offset", entry.get("offset", 0.0))
+    unit = entry.get("unit")
+    if unit is not None and (spec is not None or not isinstance(unit, str)):
+        raise ConfigError(
+            f"{w}.unit: a catalogue path has the catalogue's unit"
+            if spec is not None
+            else f"{w}.unit: expected a string, got {unit!r}"
+        )
     if spec is not None:
         kind: BindingKind = "float" if spec.kind == "float" else spec.kind
         unit = spec.unit
     else:
         plain = scale == 1.0 and offset == 0.0 and not values
         kind = _full_kind(signal) if plain else "full"
-        unit = signal.unit or ""
+        unit = signal.unit or "" if unit is None else unit
     return SignalBinding(
         path=path,
         spec=spec,

@@ -42,7 +42,7 @@ OWN = f"""signals:
   - {{path: Vehicle.Private.Drive.GearLabel, message: BODY, signal: Gear}}
   - {{path: Vehicle.Powertrain.TractionBattery.CurrentPower, message: 0x18FF50E5x, signal: Power}}
   - {{path: {c.CHARGING_POWER}, message: CHARGER, signal: Power, stale_after: 2}}
-  - {{path: Fleet.Charger.PowerW, message: CHARGER, signal: Power, scale: 1000}}
+  - {{path: Fleet.Charger.PowerW, message: CHARGER, signal: Power, scale: 1000, unit: W}}
   - {{path: Fleet.Tyres.FrontLeft, message: 960, signal: PressureFL, stale_after: 1}}
 """
 
@@ -67,6 +67,7 @@ def test_own_names_carry_the_full_value_with_its_unit(tmp_path: Path) -> None:
     values, text = section
     assert values["Vehicle.Powertrain.TractionBattery.CurrentPower"]["unit"] == "kW"
     assert values["Fleet.Tyres.FrontLeft"] == {"value": 400, "unit": "kPa"}
+    assert values["Fleet.Charger.PowerW"]["unit"] == "W"
     assert c.CHARGING_POWER not in values  # the catalogue is reported as the state
     assert "Vehicle.Private.Drive.GearLabel" in text and "kPa" in text
 
@@ -131,6 +132,11 @@ def test_messages_by_id_tell_standard_from_extended(tmp_path: Path) -> None:
         ("{path: Own, message: STD, signal: A}", r"path: expected a catalogue path or a dotted"),
         ("{path: Own.X, message: STD, signal: Z}", r"message STD has no signal 'Z'"),
         ("{path: Own.X, message: STD, signal: A, stale_after: 0}", r"stale_after: must be > 0"),
+        ("{path: Own.X, message: STD, signal: A, unit: 3}", r"unit: expected a string"),
+        (
+            f"{{path: {c.SPEED}, message: STD, signal: A, stale_after: 1, unit: mph}}",
+            r"unit: a catalogue path has the catalogue's unit",
+        ),
     ],
 )
 def test_bad_entries_name_the_field(tmp_path: Path, entry: str, match: str) -> None:
