@@ -100,11 +100,12 @@ def test_frames_cantools_rejects_do_not_refresh(tmp_path: Path) -> None:
 #
 # hypothesis writes frame sequences for a few messages of a DBC: new payloads (every
 # multiplexer page, now and then an undefined selector value), returns to an earlier
-# payload, identical repeats, changes of bits no signal uses, short and long frames,
-# error and remote frames, unknown ids and a known id with the other id kind. After every
-# frame, each bound signal (all of them, or a random half) must hold the value the last
-# plain ``Message.decode`` that carried it gave, and its source must have been seen
-# exactly when that frame came. The whole DBC is checked at the end of each sequence.
+# payload, identical repeats, changes of bits no signal uses, changes of the bits of
+# signals the mapping leaves out, short and long frames, error and remote frames, unknown
+# ids and a known id with the other id kind. After every frame, each bound signal (all
+# of them, or every other one) must hold the value the last plain ``Message.decode`` that
+# carried it gave, and its source must have been seen exactly when that frame came. The
+# whole selection is checked again at the end of each sequence.
 
 DBC_FILES = [*sorted(p.name for p in CANTOOLS_DBCS.glob("*.dbc")), "Model3CAN.dbc"]
 _LOADED: dict[str, tuple[Any, list[SignalBinding], dict[str, Fields]]] = {}
@@ -165,7 +166,7 @@ class Fields:
 
 
 KINDS = (
-    *("new", "new", "again", "again", "repeat", "unused", "short", "long"),
+    *("new", "new", "again", "again", "repeat", "unused", "unbound", "short", "long"),
     *("error", "remote", "unknown", "other_kind"),
 )
 
@@ -239,6 +240,14 @@ def test_decoding_equals_plain_cantools(dbc: str, data: st.DataObject) -> None:
         elif kind == "unused":
             noise = int.from_bytes(data.draw(st.binary(min_size=f.length, max_size=f.length)))
             payload = (int.from_bytes(full, "little") ^ (noise & ~f.used)).to_bytes(
+                f.length, "little"
+            )
+        elif kind == "unbound":  # bits of signals this mapping leaves out change
+            noise = int.from_bytes(data.draw(st.binary(min_size=f.length, max_size=f.length)))
+            bound = 0
+            for b in by_message.get(msg.name, []):
+                bound |= f.mask(b.signal)
+            payload = (int.from_bytes(full, "little") ^ (noise & ~bound)).to_bytes(
                 f.length, "little"
             )
         elif kind == "short":
