@@ -396,7 +396,7 @@ def _binding(db: Any, entry: Any, w: str) -> SignalBinding:
             else f"{w}.unit: expected a string, got {unit!r}"
         )
     if spec is not None:
-        kind: BindingKind = "float" if spec.kind == "float" else spec.kind
+        kind: BindingKind = spec.kind
         unit = spec.unit
     else:
         plain = scale == 1.0 and offset == 0.0 and not values
