@@ -1,10 +1,9 @@
-"""The decoder gives what plain cantools gives: reproductions of past mismatches."""
+"""The decoder gives what plain cantools gives: past mismatches, and a differential test."""
 
 from __future__ import annotations
 
 import copy
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -22,19 +21,7 @@ from tcu.can.mapping import SignalBinding, every_signal
 from tcu.can.setup import load_bus_setup
 from tcu.core import TcuCore
 from tcu.vehicle import catalogue as c
-from tests.helpers import SHARED
-
-CANTOOLS_DBCS = SHARED / "dbc" / "cantools"
-
-
-def shared_dbc(name: str) -> Path:
-    """A DBC of the shared fixtures; skips without them (fails instead when CI=true)."""
-    path = CANTOOLS_DBCS / name if name != "Model3CAN.dbc" else SHARED / "dbc" / name
-    if not path.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{path}: shared fixture missing and CI=true")
-        pytest.skip(f"{path}: shared fixtures not present")
-    return path
+from tests.helpers import CANTOOLS_DBCS, shared_dbc
 
 
 def core_for(tmp_path: Path, dbc: Path, mapping: str) -> TcuCore:

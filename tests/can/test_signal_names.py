@@ -15,8 +15,7 @@ from tcu.cli.main import main
 from tcu.core import TcuCore
 from tcu.errors import ConfigError
 from tcu.vehicle import catalogue as c
-from tests.can.test_decoder_vs_cantools import shared_dbc
-from tests.helpers import MINI_DBC, MINI_MAPPING, write_mini
+from tests.helpers import MINI_DBC, MINI_MAPPING, shared_dbc, write_mini
 
 
 def setup_with(
