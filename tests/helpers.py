@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -110,3 +111,16 @@ async def until(what: str, predicate: Callable[[], bool], timeout: float = 5.0) 
         if loop.time() > deadline:
             pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
         await asyncio.sleep(0.01)
+
+
+CANTOOLS_DBCS = SHARED / "dbc" / "cantools"
+
+
+def shared_dbc(name: str) -> Path:
+    """A DBC of the shared fixtures; skips without them (fails instead when CI=true)."""
+    path = CANTOOLS_DBCS / name if name != "Model3CAN.dbc" else MODEL3_DBC
+    if not path.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{path}: shared fixture missing and CI=true")
+        pytest.skip(f"{path}: shared fixtures not present")
+    return path

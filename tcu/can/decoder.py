@@ -1,12 +1,29 @@
 """Frames to signals, driven by a DBC and a mapping.
 
-Only frames whose id the mapping uses are decoded, and only when their bytes changed
-since the last frame of the same message (for a multiplexed message: of the same
-multiplexer page). Real messages carry rolling counters and checksums that change
-every frame, so the comparison looks only at the bits of the signals the mapping
-uses (``Slot.mask``). An unchanged frame still refreshes the freshness of its signals.
-Standard and extended ids live in one table: an extended id carries bit 29
-(``EXTENDED``) so 0x123 and extended 0x123 never collide.
+Theory of operation. The reference is plain cantools: after any sequence of frames,
+every mapped signal holds the value the last ``Message.decode`` that carried it gave,
+and it is fresh only while frames that decode keep carrying it. A frame cantools
+refuses (too short, an undefined multiplexer value) is a bad frame: it changes no
+value and refreshes nothing. The decoder reaches the same answers while skipping work
+it can prove would change nothing:
+
+- Only frames whose id the mapping uses are looked at; standard and extended ids live
+  in one table, an extended id carrying bit 29 (``EXTENDED``) so 0x123 and extended
+  0x123 never collide.
+- A frame identical to the last good frame of its message is not decoded: the core's
+  fast path refreshes the source of its signals (``Slot.last_page``) and stops.
+- A plain message is decoded only when the bits of its mapped signals (``Slot.mask``)
+  changed: rolling counters and checksums change every frame and touch no signal.
+- A multiplexed message keeps a small cache of recent payloads and what they decoded
+  to. On a hit nothing is decoded; the signals the page shares with other pages (the
+  selectors, signals outside the multiplexer, signals listed under several values or
+  under an independent multiplexer) are written again, because another page may have
+  changed them since; signals that only this page carries (``page_only``) are skipped
+  when the page's last payload is this one, since nothing else can have changed them.
+
+Freshness: each cell's source is the ``Source`` of the message (or page) that last
+wrote it, and only a frame that decoded (or is identical to one that did) refreshes
+a source.
 """
 
 from __future__ import annotations
@@ -17,17 +34,21 @@ from typing import Any
 import cantools
 
 from tcu.can.mapping import Mapping, SignalBinding
+from tcu.vehicle.catalogue import Value
 from tcu.vehicle.state import Source, VehicleState
 
 EXTENDED = 1 << 29
 MUX_CACHE = 64
 
+Updates = tuple[tuple[str, Value | None], ...]
+
 
 class Slot(Source):
-    """One mapped message: its bindings, last payload and freshness.
+    """One mapped message: its bindings, last good payload and freshness.
 
-    A multiplexed message keeps one ``Source`` per multiplexer value (``pages``): its
-    signals are fresh only while their own page keeps arriving.
+    A multiplexed message keeps one ``Source`` per multiplexer page (``pages``, keyed by
+    the values of all its selectors): a signal only one page carries is fresh only while
+    that page keeps arriving.
     """
 
     __slots__ = (
@@ -39,6 +60,7 @@ class Slot(Source):
         "masked_last",
         "message",
         "mux_names",
+        "page_only",
         "pages",
     )
 
@@ -48,9 +70,11 @@ class Slot(Source):
         self.length: int = message.length
         self.bindings = bindings
         self.mux_names: tuple[str, ...] = tuple(s.name for s in message.signals if s.is_multiplexer)
-        self.pages: dict[tuple[float, ...], Source] = {}
+        self.page_only = page_only_signals(message)
+        self.pages: dict[tuple[Any, ...], Source] = {}
         self.last_page: Source = self
-        self.cache: dict[bytes, tuple[Source, dict[str, float]]] = {}
+        # payload -> (its page, updates of shared signals, updates of all signals)
+        self.cache: dict[bytes, tuple[Source, Updates, Updates]] = {}
         self.mask = 0 if self.mux_names else signal_mask(message, {b.signal for b in bindings})
         self.masked_last = -1
 
@@ -72,6 +96,49 @@ def signal_mask(message: Any, names: set[str]) -> int:
     except Exception:  # noqa: BLE001 - an odd layout just means no masking
         return 0
     return mask
+
+
+def page_only_signals(message: Any) -> frozenset[str]:
+    """The signals present in frames of one multiplexer page only.
+
+    A page is the tuple of every selector's value (absent selectors included). A
+    signal belongs to one page alone when its chain of multiplexer conditions fixes
+    every selector of the message: to a single value, or to absent (a selector under
+    another value of a common parent). Anything less certain counts as shared.
+    """
+    by_name = {s.name: s for s in message.signals}
+    selectors = [s.name for s in message.signals if s.is_multiplexer]
+
+    def condition(sig: Any) -> dict[str, frozenset[int]] | None:
+        out: dict[str, frozenset[int]] = {}
+        while sig.multiplexer_signal is not None:
+            parent = by_name.get(sig.multiplexer_signal)
+            if parent is None or sig.multiplexer_signal in out:
+                return None
+            out[sig.multiplexer_signal] = frozenset(sig.multiplexer_ids or ())
+            sig = parent
+        return out
+
+    conditions = {s.name: condition(s) for s in message.signals}
+    only: set[str] = set()
+    for sig in message.signals:
+        cond = conditions[sig.name]
+        if not cond:
+            continue
+        for sel in selectors:
+            if sel in cond:
+                if len(cond[sel]) != 1:
+                    break
+                continue
+            sel_cond = conditions[sel]
+            absent = sel_cond is not None and any(
+                n in cond and not (cond[n] & ids) for n, ids in sel_cond.items()
+            )
+            if not absent:
+                break
+        else:
+            only.add(sig.name)
+    return frozenset(only)
 
 
 def frame_key(arbitration_id: int, is_extended: bool) -> int:
@@ -96,29 +163,27 @@ class FrameDecoder:
         for b in mapping.signals:
             key = frame_key(b.message.frame_id, b.message.is_extended_frame)
             groups.setdefault(key, (b.message, []))[1].append(b)
-            state.cells[b.path].stale_after = b.stale_after
+            state.track(b.path, b.stale_after)
         self.slots: dict[int, Slot] = {k: Slot(m, bs) for k, (m, bs) in groups.items()}
 
     def decode(self, slot: Slot, data: bytes | bytearray, now: float) -> list[str]:
-        """Decode one frame of a mapped message whose bytes differ from the last one.
+        """Decode one frame of a mapped message whose bytes differ from the last good one.
 
         A multiplexed message alternates between pages, so its payloads rarely repeat
-        frame to frame; a small cache of recent payloads keeps it from being decoded
-        again while its pages' contents stay the same.
+        frame to frame; the cache keeps a recent payload from being decoded again.
         """
         key = bytes(data)
-        slot.seen = now
         if slot.mux_names:
             hit = slot.cache.get(key)
             if hit is not None:
-                cached, cached_values = hit
-                cached.seen = now
+                page, shared, every = hit
+                page.seen = now
                 slot.last = key
-                slot.last_page = cached
-                if cached.last == key:
-                    return []
-                cached.last = key
-                return self._apply(slot, cached, cached_values)
+                slot.last_page = page
+                if page.last == key:
+                    return self._write(page, shared)
+                page.last = key
+                return self._write(page, every)
         if len(data) < slot.length:
             self._bad(slot, now, f"{len(data)} bytes, the DBC says {slot.length}")
             return []
@@ -127,6 +192,7 @@ class FrameDecoder:
             masked = int.from_bytes(key, "little") & slot.mask
             if masked == slot.masked_last:
                 slot.last = key
+                slot.seen = now
                 return []
         try:
             values = slot.message.decode(
@@ -136,29 +202,50 @@ class FrameDecoder:
             self._bad(slot, now, str(e))
             return []
         self.stats.decoded_frames += 1
-        page: Source = slot
-        if slot.mux_names:
-            mux = tuple(values.get(n, -1) for n in slot.mux_names)
-            page = slot.pages.get(mux) or slot.pages.setdefault(mux, Source())
-            page.seen = now
-            page.last = key
-            slot.last_page = page
-            if len(slot.cache) >= MUX_CACHE:
-                slot.cache.clear()
-            slot.cache[key] = (page, values)
         slot.last = key
+        if slot.mux_names:
+            return self._page(slot, key, values, now)
+        slot.seen = now
         slot.masked_last = masked
-        return self._apply(slot, page, values)
-
-    def _apply(self, slot: Slot, page: Source, values: dict[str, float]) -> list[str]:
         changed: list[str] = []
         update = self.state.update
         for b in slot.bindings:
             phys = values.get(b.signal)
+            if phys is not None and update(b.path, b.to_value(phys), slot):
+                changed.append(b.path)
+        return changed
+
+    def _page(self, slot: Slot, key: bytes, values: dict[str, Any], now: float) -> list[str]:
+        """Write a freshly decoded page of a multiplexed message, and cache it."""
+        mux = tuple(values.get(n) for n in slot.mux_names)
+        page = slot.pages.get(mux)
+        if page is None:
+            page = slot.pages[mux] = Source()
+        page.seen = now
+        page.last = key
+        slot.last_page = page
+        only = slot.page_only
+        every: list[tuple[str, Value | None]] = []
+        shared: list[tuple[str, Value | None]] = []
+        for b in slot.bindings:
+            phys = values.get(b.signal)
             if phys is None:
                 continue
-            if update(b.path, b.to_value(float(phys)), page):
-                changed.append(b.path)
+            item = (b.path, b.to_value(phys))
+            every.append(item)
+            if b.signal not in only:
+                shared.append(item)
+        if len(slot.cache) >= MUX_CACHE:
+            slot.cache.clear()
+        slot.cache[key] = (page, tuple(shared), tuple(every))
+        return self._write(page, every)
+
+    def _write(self, page: Source, updates: Any) -> list[str]:
+        changed: list[str] = []
+        update = self.state.update
+        for path, value in updates:
+            if update(path, value, page):
+                changed.append(path)
         return changed
 
     def _bad(self, slot: Slot, now: float, why: str) -> None:

@@ -18,8 +18,13 @@ from tcu.runtime.mqtt import add_broker_arguments, broker_from_args
 def register(sub: Any) -> None:
     p = sub.add_parser("replay", help="replay a CAN trace through the TCU")
     p.add_argument("trace", help="trace file (.asc .blf .log .trc .csv .db .mf4, optionally .gz)")
-    p.add_argument("--dbc", help="CAN database (DBC, KCD, ARXML); needs --mapping")
+    p.add_argument("--dbc", help="CAN database (DBC, KCD, ARXML); needs --mapping or --signals all")
     p.add_argument("--mapping", help="mapping file from DBC signals to the signal catalogue")
+    p.add_argument(
+        "--signals",
+        choices=("catalogue", "all"),
+        help="all: also decode every DBC signal, reported as Message.Signal",
+    )
     pace = p.add_mutually_exclusive_group()
     pace.add_argument("--speed", type=float, help="pace at X times real time")
     pace.add_argument("--realtime", action="store_true", help="keep the trace's timing")
@@ -64,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         trace=Path(args.trace),
         dbc=args.dbc,
         mapping=args.mapping,
+        signals=args.signals,
         speed=speed,
         start=args.start,
         stop=args.stop,
@@ -86,7 +92,7 @@ def run_broker(args: argparse.Namespace) -> int:
     from tcu.cli.demo import render as render_online
     from tcu.compose.online import OnlineOptions, run_online
 
-    for opt in ("speed", "start", "stop", "out_trace"):
+    for opt in ("speed", "start", "stop", "out_trace", "signals"):
         if getattr(args, opt):
             raise ConfigError(f"--{opt.replace('_', '-')} is not available with --broker")
     if args.command or args.realtime:

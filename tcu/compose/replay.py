@@ -21,7 +21,7 @@ from typing import Any
 
 import can
 
-from tcu.can.setup import load_bus_setup
+from tcu.can.setup import load_bus_setup, own_signals_section
 from tcu.can.sources import open_trace
 from tcu.compose.memory import MemoryWorld
 from tcu.core import command_event
@@ -38,6 +38,8 @@ class ReplayOptions:
     trace: Path
     dbc: str | None = None
     mapping: str | None = None
+    signals: str | None = None
+    """``"all"``: every DBC signal too, as ``Message.Signal`` (``tcu.can.setup``)."""
     speed: float | None = None
     start: float | None = None
     stop: float | None = None
@@ -120,7 +122,7 @@ class _OutTrace:
 def replay_file(opts: ReplayOptions, *, progress: Progress | None = None) -> ReplayReport:
     """Replay one trace through the TCU, its SIM link and the backend, in virtual time."""
     source = open_trace(opts.trace)
-    setup = load_bus_setup(opts.dbc, opts.mapping)
+    setup = load_bus_setup(opts.dbc, opts.mapping, opts.signals)
     scheduled = []
     for spec in opts.commands:
         try:
@@ -216,6 +218,10 @@ def replay_file(opts: ReplayOptions, *, progress: Progress | None = None) -> Rep
                 contribute(report, end)
         report.extra.update(world.summary())
         report.sections.append(render_world(report.extra))
+        own = own_signals_section(setup.mapping, core.state, end)
+        if own is not None:
+            report.extra["signals"], text = own
+            report.sections.append(text)
         return report
 
 

@@ -1,4 +1,7 @@
-"""The vehicle state: the latest value of every catalogue signal, and how fresh it is.
+"""The vehicle state: the latest value of every signal, and how fresh it is.
+
+Every catalogue signal has a cell from the start; a mapping that binds names of the
+user's own (or every DBC signal, ``Message.Signal``) adds theirs with ``track``.
 
 Each signal lives in a ``Cell``. A cell's freshness comes from its ``source``: the
 message (or multiplexed page) that last carried it. Every frame of that message
@@ -49,6 +52,14 @@ class VehicleState:
             path: Cell(path, stale_after.get(path, float("inf"))) for path in CATALOGUE
         }
         self.overrides: dict[str, Value | None] = {}
+
+    def track(self, path: str, stale_after: float) -> None:
+        """Give ``path`` a cell (if it has none) that goes stale after ``stale_after`` s."""
+        cell = self.cells.get(path)
+        if cell is None:
+            self.cells[path] = Cell(path, stale_after)
+        else:
+            cell.stale_after = stale_after
 
     def get(self, path: str, now: float) -> Value | None:
         if path in self.overrides:

@@ -96,7 +96,7 @@ def test_error_and_remote_frames_are_counted(core: TcuCore) -> None:
     [
         ("signal: Bonnet", "signal: Bonet", r"signals\[0\]\.signal: message BODY has no signal"),
         ("message: BODY", "message: BODDY", r"signals\[0\]\.message: the DBC has no message"),
-        ("path: Vehicle.Body.Hood.IsOpen", "path: Vehicle.Body.Hod", r"signals\[0\]\.path"),
+        ("path: Vehicle.Body.Hood.IsOpen", "path: Vehicle.Body Hood", r"signals\[0\]\.path"),
         ("stale_after: 1.0", "stale_after: -1", r"signals\[0\]\.stale_after"),
         ("values: {0: P, 1: R, 2: N, 3: D}", "values: {0: Park}", r"signals\[1\]\.values"),
         (
