@@ -33,10 +33,12 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.ERROR, format="%(name)s: %(message)s")
+    if getattr(args, "verbosity", 0) <= 0:
+        logging.getLogger().setLevel(logging.ERROR)  # library chatter only with -v
     broker = broker_from_args(args) if args.broker else None
     opts = OnlineOptions(traces=reference_traces(tuple(args.trace)), broker=broker)
-    say = (lambda s: None) if args.json else (lambda s: print(f"- {s}", flush=True))
+    quiet = args.json or getattr(args, "verbosity", 0) < 0
+    say = (lambda s: None) if quiet else (lambda s: print(f"- {s}", flush=True))
     report = run_online(opts, say=say)
     if args.json:
         print(json.dumps(report.as_json(), indent=2))

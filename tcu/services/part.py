@@ -98,6 +98,7 @@ class ServicesPart:
         self._departure_t = _INF
         self._lock_deadline = _INF
         self._lock_command: Command | None = None
+        self.command_results: list[dict[str, Any]] = []  # every _result body, for reports
         self._handlers: dict[str, Callable[[Command, float], list[Action]]] = {
             "start_charging": self._start_charging,
             "stop_charging": self._stop_charging,
@@ -247,6 +248,7 @@ class ServicesPart:
             "warnings": list(verdict.warning_codes) if verdict is not None else [],
             **extra,
         }
+        self.command_results.append(body)
         return Emit(kind="command_result", body=body)
 
     def _send(self, name: str, argument: str | None, now: float) -> tuple[list[Action], bool]:

@@ -75,7 +75,7 @@ def test_start_stop(mini: tuple[Path, Path, Path], capsys) -> None:  # type: ign
         (["replay", "{t}", "--mapping", "nothere.yaml"], "nothere.yaml: mapping file not found"),
         (["replay", "{t}", "--mapping", "{m}", "--command", "5:fly"], "unknown command 'fly'"),
         (["replay", "{t}", "--mapping", "{m}", "--command", "x:lock"], "T must be seconds"),
-        (["replay", "{t}", "--mapping", "{m}", "--speed", "0"], "--speed: must be > 0"),
+        (["replay", "{t}", "--mapping", "{m}", "--speed", "0"], "argument --speed: '0'"),
         (["replay", "{t}", "--mapping", "{m}", "--out-trace", "{t}.nope"], "--out-trace"),
         (["replay", "{t}", "--frobnicate"], "unrecognized arguments"),
     ],
