@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -102,3 +103,17 @@ async def until(what: str, predicate: Callable[[], bool], timeout: float = 5.0) 
         if loop.time() > deadline:
             pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
         await asyncio.sleep(0.01)
+
+
+# --- the replay summary's JSON Schema (docs/replay-summary.schema.json) ---------------------
+
+REPLAY_SUMMARY_SCHEMA = REPO / "docs" / "replay-summary.schema.json"
+
+
+def assert_replay_summary(summary: object) -> None:
+    """Fail unless ``summary`` (a parsed ``tcu replay --json``) follows the documented schema."""
+    import jsonschema
+
+    schema = json.loads(REPLAY_SUMMARY_SCHEMA.read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.Draft202012Validator(schema).validate(summary)

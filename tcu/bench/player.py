@@ -35,6 +35,7 @@ from typing import Any
 
 import can
 
+from tcu import validate
 from tcu.can.sources import open_trace
 from tcu.errors import BusError, ConfigError, TcuError, TraceError
 from tcu.output import table
@@ -245,11 +246,14 @@ def add_to_bus_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument("-i", "--interface", help="python-can interface (slcan, socketcan, ...)")
     g.add_argument("-c", "--channel", help="channel (/dev/ttyACM0, can0, ...)")
-    g.add_argument("-b", "--bitrate", type=int, help="bitrate in bit/s")
+    g.add_argument("-b", "--bitrate", type=validate.bitrate, help="bitrate in bit/s")
     g.add_argument("--fd", action="store_true", help="CAN FD bus")
     g.add_argument("--error-frames", action="store_true", help="also send error frames")
     g.add_argument(
-        "--max-gap", type=float, metavar="S", help="shorten pauses in the trace to S seconds"
+        "--max-gap",
+        type=validate.seconds,
+        metavar="S",
+        help="shorten pauses in the trace to S seconds",
     )
 
 
@@ -353,9 +357,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Send a trace's frames onto a CAN bus with their recorded timing.",
     )
     parser.add_argument("trace", help="trace file (.asc .blf .log .trc .csv .db .mf4, .gz)")
-    parser.add_argument("--speed", type=float, help="pace at X times real time (default 1)")
-    parser.add_argument("--start", type=float, help="trace time (s) to start at")
-    parser.add_argument("--stop", type=float, help="trace time (s) to stop at")
+    parser.add_argument(
+        "--speed", type=validate.speed, help="pace at X times real time (default 1)"
+    )
+    parser.add_argument("--start", type=validate.seconds, help="trace time (s) to start at")
+    parser.add_argument("--stop", type=validate.seconds, help="trace time (s) to stop at")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     add_to_bus_arguments(parser)
     args = parser.parse_args(argv)

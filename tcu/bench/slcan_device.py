@@ -45,6 +45,7 @@ from typing import Final, Self
 import can
 from can.util import CAN_FD_DLC, len2dlc
 
+from tcu import validate
 from tcu.errors import BusError, TcuError
 
 OK: Final = b"\r"
@@ -672,7 +673,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-i", "--bus-interface", default="virtual", help="python-can interface to bridge to"
     )
     parser.add_argument("-c", "--bus-channel", default="bench", help="channel of that interface")
-    parser.add_argument("-b", "--bus-bitrate", type=int, help="bitrate of that bus, if any")
+    parser.add_argument(
+        "-b", "--bus-bitrate", type=validate.bitrate, help="bitrate of that bus, if any"
+    )
     parser.add_argument("--link", help="keep a symlink to the current pty at this path")
     parser.add_argument("--serial-number", default="TCU0", help="answer to N (4 letters/digits)")
 

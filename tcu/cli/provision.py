@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from cloud_stub.provisioning import registration
+from tcu import validate
 from tcu.output import table
 from tcu.telemetry.identity import ALGORITHMS, provision
 
@@ -16,7 +17,12 @@ DEFAULT_BACKEND_DATA = "cloud-data"
 
 def register(sub: Any) -> None:
     p = sub.add_parser("provision", help="make the vehicle key pair and register the VIN")
-    p.add_argument("--vin", required=True, help="vehicle identification number (17 characters)")
+    p.add_argument(
+        "--vin",
+        required=True,
+        type=validate.vin,
+        help="vehicle identification number (17 characters)",
+    )
     p.add_argument(
         "--keystore", default=DEFAULT_KEYSTORE, help=f"key directory (default {DEFAULT_KEYSTORE})"
     )

@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from tcu import validate
 from tcu.errors import ConfigError
 from tcu.link.model import LinkConfig
 from tcu.output import table
@@ -31,7 +32,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("-i", "--interface", help="python-can interface: slcan, socketcan, pcan, ...")
     p.add_argument("-c", "--channel", help="channel: /dev/ttyACM0, can0, PCAN_USBBUS1, ...")
-    p.add_argument("-b", "--bitrate", type=int, help="bitrate in bit/s (500000)")
+    p.add_argument("-b", "--bitrate", type=validate.bitrate, help="bitrate in bit/s (500000)")
     p.add_argument("--fd", action="store_true", help="CAN FD bus")
     p.add_argument(
         "--listen-only", action="store_true", help="never send on the bus (requests suppressed)"
@@ -40,7 +41,9 @@ def register(sub: Any) -> None:
     p.add_argument("--dbc", help="CAN database (DBC, KCD, ARXML); needs --mapping")
     p.add_argument("--mapping", help="mapping file from DBC signals to the signal catalogue")
     add_broker_arguments(p)
-    p.add_argument("--vin", help="vehicle identification number (default: the keystore's)")
+    p.add_argument(
+        "--vin", type=validate.vin, help="vehicle identification number (default: the keystore's)"
+    )
     p.add_argument("--keystore", help="keystore directory made by tcu provision")
     p.add_argument("--outbox", help="outbox file (default: KEYSTORE/outbox.sqlite)")
     p.add_argument(
@@ -53,7 +56,12 @@ def register(sub: Any) -> None:
         metavar="FILE",
         help="SIM link model (YAML, as a scenario's link: section) shaping the broker path",
     )
-    p.add_argument("--topic-prefix", default="vehicles", help="MQTT topic prefix (vehicles)")
+    p.add_argument(
+        "--topic-prefix",
+        type=validate.text_id,
+        default="vehicles",
+        help="MQTT topic prefix (vehicles)",
+    )
     p.add_argument(
         "--mqtt-protocol",
         choices=PROTOCOLS,
@@ -61,9 +69,14 @@ def register(sub: Any) -> None:
         help="MQTT version; auto tries 5, then 3.1.1 (default auto)",
     )
     p.add_argument(
-        "--snapshot-period", type=float, default=60.0, help="seconds between snapshots (60)"
+        "--snapshot-period",
+        type=validate.positive_seconds,
+        default=60.0,
+        help="seconds between snapshots (60)",
     )
-    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument(
+        "--duration", type=validate.positive_seconds, help="stop after this long (s or H:MM:SS)"
+    )
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.set_defaults(func=run)
 
@@ -77,8 +90,6 @@ def run(args: argparse.Namespace) -> int:
         listen_only=args.listen_only,
         config_file=args.can_config,
     )
-    if args.duration is not None and not args.duration > 0:
-        raise ConfigError(f"--duration must be > 0 s, got {args.duration}")
     opts = LiveOptions(
         bus=spec,
         dbc=args.dbc,

@@ -41,6 +41,7 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from tcu import validate
 from tcu.errors import ConfigError
 from tcu.events import Downlink, Publish
 from tcu.runtime.backoff import Backoff
@@ -135,7 +136,11 @@ class BrokerURL:
 def add_broker_arguments(parser: Any, default: str | None = None) -> None:
     """``--broker URL`` plus ``--ca``, ``--cert``, ``--key`` for an mqtts:// broker."""
     parser.add_argument(
-        "--broker", default=default, metavar="URL", help="mqtt://HOST:PORT or mqtts://HOST:PORT"
+        "--broker",
+        default=default,
+        type=validate.broker_url,
+        metavar="URL",
+        help="mqtt://HOST:PORT or mqtts://HOST:PORT",
     )
     parser.add_argument("--ca", help="CA certificate file (PEM) for mqtts://")
     parser.add_argument("--cert", help="client certificate file (PEM) for mqtts://")

@@ -328,8 +328,9 @@ def replay_file(opts: ReplayOptions, *, progress: Progress | None = None) -> Rep
             known_id_share=ids.share(),
         )
         report.extra["can_requests_sent"] = world.counts.frames_sent
-        if out is not None:
-            report.extra["out_trace"] = {"path": str(opts.out_trace), "frames": out.count}
+        report.extra["out_trace"] = (
+            {"path": str(opts.out_trace), "frames": out.count} if out is not None else None
+        )
         for part in core.parts:
             contribute = getattr(part, "contribute", None)
             if contribute is not None:
