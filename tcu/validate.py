@@ -42,7 +42,7 @@ class Invalid(argparse.ArgumentTypeError, ValueError):
 
 def _float(text: str, what: str) -> float:
     try:
-        value = float(text)
+        value = float(text.strip())
     except ValueError:
         raise Invalid(f"{text!r} is not {what}") from None
     if not math.isfinite(value):
@@ -57,7 +57,7 @@ def seconds(text: str) -> float:
         if ":" in stripped:
             value = parse_time(stripped)
         else:
-            value = parse_time(_float(stripped, "a time (seconds or H:MM:SS)"))
+            value = parse_time(_float(text, "a time (seconds or H:MM:SS)"))
     except ValueError:
         raise Invalid(f"{text!r} is not a time: expected seconds >= 0 or H:MM:SS") from None
     if value > MAX_SECONDS:
@@ -75,7 +75,7 @@ def positive_seconds(text: str) -> float:
 
 def speed(text: str) -> float:
     """A pace factor: a finite number from ``MIN_SPEED`` to ``MAX_SPEED``."""
-    value = _float(text.strip(), "a speed factor")
+    value = _float(text, "a speed factor")
     if not MIN_SPEED <= value <= MAX_SPEED:
         raise Invalid(f"{text!r}: must be from {MIN_SPEED:g} to {MAX_SPEED:g} (x real time)")
     return value

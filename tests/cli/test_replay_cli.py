@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tcu.cli.main import main
-from tests.helpers import MODEL3_DBC, PYCAN_FIXTURES, REPO, write_mini
+from tests.helpers import MODEL3_DBC, PYCAN_FIXTURES, REPO, assert_replay_summary, write_mini
 
 TRACE = """(1700000000.000000) can0 3A0#0103
 (1700000000.100000) can0 3A0#0103
@@ -32,7 +32,9 @@ def mini(tmp_path: Path) -> tuple[Path, Path, Path]:
 
 def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, object]:
     assert main(["replay", *args, "--json"]) == 0
-    return json.loads(capsys.readouterr().out)  # type: ignore[no-any-return]
+    out = json.loads(capsys.readouterr().out)
+    assert_replay_summary(out)
+    return out  # type: ignore[no-any-return]
 
 
 def test_json_summary_counts_every_frame(mini: tuple[Path, Path, Path], capsys) -> None:  # type: ignore[no-untyped-def]
