@@ -366,6 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_to_bus_arguments(parser)
     args = parser.parse_args(argv)
     try:
+        validate.check_window(args.start, args.stop)
         return run_to_bus(args)
     except TcuError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -70,9 +70,9 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    validate.check_window(args.start, args.stop)
     if args.to_bus:
         return run_to_bus(args)
-    validate.check_window(args.start, args.stop)
     if args.broker:
         return run_broker(args)
     speed = 1.0 if args.realtime else args.speed

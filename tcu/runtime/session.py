@@ -336,6 +336,12 @@ def replay_file(opts: ReplayOptions, *, progress: Progress | None = None) -> Rep
             if contribute is not None:
                 contribute(report, end)
         report.extra.update(world.summary())
+        link_summary = report.extra.get("link")
+        if isinstance(link_summary, dict):
+            # the link's clock runs on after the last frame while the outbox drains
+            link_summary["trace_s"] = round(end - (opts.start or 0.0), 3)
+            link_t = float(link_summary.get("t", world.now))
+            link_summary["after_trace_s"] = round(max(0.0, link_t - end), 3)
         report.sections.append(render_world(report.extra))
         return report
 
@@ -360,6 +366,7 @@ def render_world(extra: dict[str, Any]) -> str:
             ("time registered home (s)", link.get("time_home_s")),
             ("time registered roaming (s)", link.get("time_roaming_s")),
             ("time unregistered (s)", link.get("time_unregistered_s")),
+            ("  of which after the last frame, draining (s)", link.get("after_trace_s")),
             ("PLMNs seen", ", ".join(link.get("plmns_seen", []))),
             ("registrations after the first", link.get("reconnects")),
             ("MQTT sessions (re)started", link.get("uplink_connects")),

@@ -20,6 +20,7 @@ import pytest
 from cloud_stub.broker import MosquittoProcess
 from tcu.can.setup import TRACES
 from tcu.cli.main import build_parser, main
+from tcu.link.model import LinkConfig
 from tcu.output import Progress
 from tcu.runtime.session import ReplayOptions, replay_file
 from tests.helpers import PYCAN_FIXTURES, assert_replay_summary, write_mini
@@ -335,6 +336,21 @@ def test_broker_json_has_the_same_keys_as_memory(
     assert broker["frames"] == memory["frames"] == 6
     assert broker["backend"]["records_stored"] == broker["telemetry"]["records_produced"] > 0
     assert broker["state"] is None and broker["decoded_frames"] is None
+
+
+def test_link_time_is_the_trace_plus_the_drain_after_it() -> None:
+    """A trace ending in a dead zone: the link's clock runs on while the outbox drains."""
+    link = LinkConfig.from_dict(
+        {"home_plmn": "242-01", "dead_zones": [{"name": "tunnel", "start": 500, "end": 900}]}
+    )
+    report = replay_file(ReplayOptions(trace=CITY, stop=600, link=link))
+    lk = report.extra["link"]
+    total = lk["time_home_s"] + lk["time_roaming_s"] + lk["time_unregistered_s"]
+    assert lk["trace_s"] == 600 and lk["after_trace_s"] > 250
+    assert total == pytest.approx(lk["trace_s"] + lk["after_trace_s"], abs=0.01)
+    assert "of which after the last frame, draining (s)" in "\n".join(report.sections)
+    plain = replay_file(ReplayOptions(trace=CITY, stop=600)).extra["link"]
+    assert plain["after_trace_s"] < 15 and plain["trace_s"] == 600  # one batch window at most
 
 
 # --- 8. conventions -------------------------------------------------------------------------
