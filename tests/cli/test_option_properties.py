@@ -104,7 +104,7 @@ OPTIONS = ["--start", "--stop", "--speed", "--command", "--out-trace", "--max-ga
 
 
 @pytest.fixture(scope="module")
-def mini(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     base = tmp_path_factory.mktemp("props")
     d, m = write_mini(base)
     t = base / "trace.log"
@@ -129,12 +129,12 @@ def mini(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     json_out=st.booleans(),
 )
 def test_replay_ends_with_0_or_2_whatever_the_values(
-    mini: tuple[Path, Path, Path],
+    tiny: tuple[Path, Path, Path],
     capsys: pytest.CaptureFixture[str],
     pairs: list[tuple[str, str]],
     json_out: bool,
 ) -> None:
-    d, m, t = mini
+    d, m, t = tiny
     argv = ["replay", str(t), "--dbc", str(d), "--mapping", str(m)]
     for option, value in pairs:
         if option == "--out-trace" and "/" in value:

@@ -23,18 +23,9 @@ from tcu.cli.main import build_parser, main
 from tcu.link.model import LinkConfig
 from tcu.output import Progress
 from tcu.runtime.session import ReplayOptions, replay_file
-from tests.helpers import PYCAN_FIXTURES, assert_replay_summary, write_mini
+from tests.helpers import PYCAN_FIXTURES, assert_replay_summary
 
 CITY = TRACES / "city_delivery.blf"
-MINI_TRACE = "".join(f"({1700000000 + i * 0.1:.6f}) can0 3A0#01{i:02X}\n" for i in range(6))
-
-
-@pytest.fixture
-def mini(tmp_path: Path) -> tuple[Path, Path, Path]:
-    d, m = write_mini(tmp_path)
-    t = tmp_path / "trace.log"
-    t.write_text(MINI_TRACE)
-    return d, m, t
 
 
 def replay_json(capsys: pytest.CaptureFixture[str], *args: str, code: int = 0) -> dict:  # type: ignore[type-arg]
