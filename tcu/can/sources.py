@@ -135,15 +135,8 @@ class TraceSource:
     def _warn(self, text: str) -> None:
         self.warnings.append(f"{self.path}: {text}")
 
-    def _counted(self, frames: Iterator[can.Message]) -> Iterator[can.Message]:
-        n = 0
-        try:
-            for msg in frames:
-                n += 1
-                yield msg
-        finally:
-            self.frames_read = n
-        if n == 0:
+    def _no_frame(self) -> None:
+        if self.frames_read == 0:
             self._warn(f"no frame read from {self.size:,} bytes: is this a {self.suffix} trace?")
 
     def _bad(self, where: str, e: BaseException) -> None:
@@ -155,8 +148,8 @@ class TraceSource:
 
     def __iter__(self) -> Iterator[can.Message]:
         if self.suffix in TEXT_READERS:
-            return self._counted(self._iter_text())
-        return self._counted(self._iter_binary())
+            return self._iter_text()
+        return self._iter_binary()
 
     def _open_raw(self) -> IO[bytes]:
         try:
@@ -199,6 +192,7 @@ class TraceSource:
             raw = self._watch_asc(iter(f)) if self.suffix == ".asc" else iter(f)
             yield from self._text_frames(reader_cls, raw, state, header)
             self._text_end(state)
+        self._no_frame()
 
     def _watch_asc(self, lines: Iterator[str]) -> Iterator[str]:
         for line in lines:
@@ -219,6 +213,7 @@ class TraceSource:
                     if state.capture is not None:
                         header = state.capture[:-1]
                         state.capture = None
+                    self.frames_read += 1
                     yield msg
                 return
             except (OSError, EOFError) as e:
@@ -278,11 +273,13 @@ class TraceSource:
         else:
             ended = True
         finally:
+            self.frames_read = n
             if ended and isinstance(reader, can.io.blf.BLFReader):
                 self._blf_end(reader, n)
             reader.stop()
             if self._raw is not None:
                 self._raw.close()
+        self._no_frame()
 
     def _blf_end(self, reader: Any, frames: int) -> None:
         """Compare what was read with what the BLF header promised."""
