@@ -199,10 +199,8 @@ def command(text: str) -> InjectedCommand:
         raise Invalid(f"{text!r}: T (vehicle time) is missing before {name}")
     try:
         t = seconds(time_text)
-    except Invalid:
-        raise Invalid(
-            f"{text!r}: T must be seconds >= 0 or H:MM:SS of vehicle time, got {time_text!r}"
-        ) from None
+    except Invalid as e:
+        raise Invalid(f"{text!r}: T must be seconds >= 0 or H:MM:SS of vehicle time: {e}") from None
     argument = ":".join(parts[at + 1 :]) if at + 1 < len(parts) else None
     if name in ARG_COMMANDS:
         try:

@@ -297,6 +297,21 @@ class TraceSource:
             )
 
 
+def integrity_warnings(path: str | Path) -> list[str]:
+    """Read the whole trace at ``path`` and return what its source warns about it.
+
+    For drivers that read the trace elsewhere (through a broker, in another process) and
+    still owe their summary the trace's damage and truncation.
+    """
+    source = open_trace(path)
+    for _ in source:
+        pass
+    out = list(source.warnings)
+    if source.bad_records:
+        out.append(f"{path}: {source.bad_records:,} damaged records skipped")
+    return out
+
+
 def open_trace(path: str | Path) -> TraceSource:
     """A frame source for the trace file at ``path``; TraceError if it cannot be one."""
     return TraceSource(Path(path))

@@ -10,6 +10,7 @@ from typing import Any
 
 from tcu import validate
 from tcu.bench.player import add_to_bus_arguments, run_to_bus
+from tcu.can.sources import integrity_warnings
 from tcu.errors import ConfigError
 from tcu.output import Progress, fold_unknown, table
 from tcu.runtime.mqtt import add_broker_arguments, broker_from_args
@@ -97,9 +98,9 @@ def run(args: argparse.Namespace) -> int:
     return _exit(report.warnings, args)
 
 
-def _exit(warnings: list[str], args: argparse.Namespace) -> int:
+def _exit(warnings: list[str], args: argparse.Namespace, *, text_lists_them: bool = True) -> int:
     """Warnings on stderr besides the JSON (the text summary lists them); 1 under --strict."""
-    if args.json and (args.verbosity >= 0 or args.strict):
+    if (args.json or not text_lists_them) and (args.verbosity >= 0 or args.strict):
         for w in warnings:
             print(f"warning: {w}", file=sys.stderr)
     return 1 if args.strict and warnings else 0
@@ -115,7 +116,7 @@ def run_broker(args: argparse.Namespace) -> int:
     from tcu.runtime.online import OnlineOptions, run_online
 
     for opt in ("speed", "start", "stop", "out_trace"):
-        if getattr(args, opt):
+        if getattr(args, opt) is not None:
             raise ConfigError(f"--{opt.replace('_', '-')} is not available with --broker")
     if args.command or args.realtime:
         raise ConfigError("--command and --realtime are not available with --broker")
@@ -133,11 +134,12 @@ def run_broker(args: argparse.Namespace) -> int:
     say = (lambda s: None) if quiet else (lambda s: print(f"- {s}", flush=True))
     report = run_online(opts, say=say)
     summary = broker_summary_json(report)
+    summary["warnings"][:0] = integrity_warnings(Path(args.trace))
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         print(render_online(report))
-    code = _exit(summary["warnings"], args)
+    code = _exit(summary["warnings"], args, text_lists_them=False)
     return code if report.drained else 1
 
 

@@ -299,6 +299,7 @@ def test_broker_json_has_the_same_keys_as_memory(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     d, m, t = mini
+    t.write_text(t.read_text().rstrip("\n"))  # cut mid-line: both modes must say so
     memory = replay_json(capsys, str(t), "--dbc", str(d), "--mapping", str(m))
     url = f"mqtt://{mosquitto_broker.host}:{mosquitto_broker.port}"
     p = subprocess.run(
@@ -327,6 +328,8 @@ def test_broker_json_has_the_same_keys_as_memory(
     assert broker["frames"] == memory["frames"] == 6
     assert broker["backend"]["records_stored"] == broker["telemetry"]["records_produced"] > 0
     assert broker["state"] is None and broker["decoded_frames"] is None
+    cut = [w for w in broker["warnings"] if "cut mid-line" in w]
+    assert cut and cut == [w for w in memory["warnings"] if "cut mid-line" in w]
 
 
 def test_link_time_is_the_trace_plus_the_drain_after_it() -> None:
