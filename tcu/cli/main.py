@@ -65,7 +65,7 @@ def add_verbosity_arguments(p: argparse.ArgumentParser) -> None:
         "--verbose",
         action="count",
         default=0,
-        help="say more (-v: log INFO, -vv: DEBUG and library tracebacks)",
+        help="say more (-v: log INFO, -vv: DEBUG)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="say less: no progress, only errors")
 
