@@ -1,4 +1,10 @@
-"""One replay, assembled: bus setup, core and its parts, the driver, the report."""
+"""One replay, assembled: bus setup, core and its parts, the driver, the report.
+
+The report holds what the trace source said about the file (damage, truncation, no
+frame), the ids the mapping does not decode (counted on the way from the source to the
+driver), and what became of every ``--command``: the services part keeps each command's
+results, matched here by the command id each injected command is given (``trace-N``).
+"""
 
 from __future__ import annotations
 
