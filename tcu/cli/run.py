@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import sys
 from pathlib import Path
@@ -104,9 +105,10 @@ def run(args: argparse.Namespace) -> int:
         mqtt_protocol=args.mqtt_protocol,
         snapshot_period=args.snapshot_period,
     )
-    status = StatusLine(sys.stderr)
+    quiet = getattr(args, "verbosity", 0) < 0
+    status = StatusLine(io.StringIO() if quiet else sys.stderr)  # -q: no status line
     report = asyncio.run(_main(opts, status, args.duration))
-    for w in report.warnings:
+    for w in [] if quiet else report.warnings:
         print(f"warning: {w}", file=sys.stderr)
     if args.json:
         print(json.dumps(report.as_json(), indent=2, default=str))
