@@ -26,11 +26,18 @@ time score 1. Last lines:
     pacing drift ratio tcu/can.player: R     (|tcu drift| / |can.player drift|, target <= 1)
     p99 jitter ms: J                         (tcu.bench.player, target <= 1)
 
+The bus is the benchmark's own: group ``GROUP`` on port ``PORT`` (not python-can's default
+43113, which every other udp_multicast bus uses), passed to both players through python-can's
+``CAN_CONFIG`` environment variable. The receiver turns ``IP_MULTICAST_ALL`` off, so
+Linux does not hand it other groups' datagrams on the same port, and it counts and drops
+any datagram that is not one of the trace's frames, so another udp_multicast bus on the
+machine changes nothing (``foreign`` in the output).
+
 The machine's load matters: a sender that spins (tcu.bench.player, by design) loses its CPU
 to other busy processes, and a sleeper (can.player) is woken late. Run it on a quiet machine,
 and use ``--rounds`` to alternate the players several times (medians are reported).
 
-    python benchmarks/pacing.py [--seconds 30] [--rate 4000] [--rounds 1]
+    python benchmarks/pacing.py [--seconds 30] [--rate 4000] [--rounds 1] [--group G] [--port P]
 """
 
 from __future__ import annotations
@@ -51,10 +58,12 @@ from pathlib import Path
 import can
 from can.interfaces.udp_multicast.utils import unpack_message
 
+from tcu.runtime.bus import isolate_socket
+
 REPO = Path(__file__).resolve().parents[1]
 WORK = REPO / "benchmarks" / "_work"
 GROUP = "239.74.163.7"
-PORT = 43113  # python-can's udp_multicast default
+PORT = 43917  # the benchmark's own; python-can's default (43113) is every other bus's
 SO_TIMESTAMPNS = 35  # linux/socket.h
 IDS = 40
 SETTLE_S = 1.0
@@ -66,6 +75,7 @@ DRIFT_FLOOR_S = 20e-6
 @dataclass
 class Result:
     name: str
+    foreign: int
     received: int
     lost: int
     span_s: float
@@ -124,6 +134,7 @@ class Receiver:
         sock.bind(("", port))
         membership = socket.inet_aton(group) + struct.pack("@I", socket.INADDR_ANY)
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, membership)
+        isolate_socket(sock)  # only this group's datagrams, not every group on the port
         sock.settimeout(0.2)
         self.sock = sock
         self.raw: list[tuple[bytes, bytes]] = []
@@ -143,23 +154,46 @@ class Receiver:
         self.raw.append((data, ancillary[0][2] if ancillary else b""))
         return True
 
-    def arrivals(self) -> dict[int, float]:
+    def arrivals(self, frames: int) -> tuple[dict[int, float], int]:
+        """Arrival time by frame index, and how many datagrams were not the trace's frames."""
         out: dict[int, float] = {}
+        foreign = 0
         for data, stamp in self.raw:
-            msg = unpack_message(data)
+            try:
+                msg = unpack_message(data)
+            except Exception:  # noqa: BLE001 - not a python-can datagram at all
+                foreign += 1
+                continue
+            index = int.from_bytes(msg.data[:4], "big")
+            if not (0x100 <= msg.arbitration_id < 0x100 + IDS and len(msg.data) == 8) or not (
+                0 <= index < frames
+            ):
+                foreign += 1
+                continue
             seconds, nanoseconds = struct.unpack("@ll", stamp[:16])
-            out[int.from_bytes(msg.data[:4], "big")] = seconds + nanoseconds * 1e-9
-        return out
+            out[index] = seconds + nanoseconds * 1e-9
+        return out, foreign
 
     def close(self) -> None:
         self.sock.close()
 
 
-def play(name: str, cmd: list[str], trace_offsets: list[float], timeout: float) -> Result:
-    rx = Receiver(GROUP)
+def play(
+    name: str,
+    cmd: list[str],
+    trace_offsets: list[float],
+    timeout: float,
+    *,
+    group: str = GROUP,
+    port: int = PORT,
+) -> Result:
+    rx = Receiver(group, port)
     try:
         rx.drain()
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        env = {**os.environ, "CAN_CONFIG": f'{{"port": {port}}}'}
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
+        )
         deadline = time.monotonic() + timeout
         last = time.monotonic()
         while time.monotonic() < deadline:
@@ -172,7 +206,7 @@ def play(name: str, cmd: list[str], trace_offsets: list[float], timeout: float) 
             raise SystemExit(f"{name} failed ({proc.returncode}): {err.strip()[-500:]}")
     finally:
         rx.close()
-    arrivals = rx.arrivals()
+    arrivals, foreign = rx.arrivals(len(trace_offsets))
     if len(arrivals) < 2:
         raise SystemExit(f"{name}: received {len(arrivals)} frames; is multicast on loopback up?")
     first = min(arrivals)
@@ -186,6 +220,7 @@ def play(name: str, cmd: list[str], trace_offsets: list[float], timeout: float) 
     tail = [e for i, e in error.items() if trace_offsets[last_index] - trace_offsets[i] < WINDOW_S]
     return Result(
         name=name,
+        foreign=foreign,
         received=len(arrivals),
         lost=len(trace_offsets) - len(arrivals),
         span_s=span,
@@ -201,7 +236,10 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--rate", type=float, default=4000.0)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--group", default=GROUP, help=f"multicast group ({GROUP})")
+    parser.add_argument("--port", type=int, default=PORT, help=f"UDP port ({PORT})")
     args = parser.parse_args()
+    group, port = args.group, args.port
     WORK.mkdir(parents=True, exist_ok=True)
     trace = WORK / f"pacing_{int(args.rate)}fps_{int(args.seconds)}s.log"
     n, span = write_trace(trace, args.seconds, args.rate)
@@ -210,18 +248,10 @@ def main() -> int:
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at the start")
     py = sys.executable
     players = {
-        "can.player": [py, "-m", "can.player", "-i", "udp_multicast", "-c", GROUP, str(trace)],
+        "can.player": [py, "-m", "can.player", "-i", "udp_multicast", "-c", group, str(trace)],
         "tcu": [
-            py,
-            "-m",
-            "tcu",
-            "replay",
-            str(trace),
-            "--to-bus",
-            "-i",
-            "udp_multicast",
-            "-c",
-            GROUP,
+            *(py, "-m", "tcu", "replay", str(trace), "--to-bus"),
+            *("-i", "udp_multicast", "-c", group),
         ],
     }
     results: dict[str, list[Result]] = {name: [] for name in players}
@@ -229,10 +259,10 @@ def main() -> int:
     for _ in range(args.rounds):
         for name, cmd in players.items():
             time.sleep(SETTLE_S)
-            r = play(name, cmd, trace_offsets, timeout)
+            r = play(name, cmd, trace_offsets, timeout, group=group, port=port)
             results[name].append(r)
             print(
-                f"{name:>10}: {r.received:,} received ({r.lost} lost), "
+                f"{name:>10}: {r.received:,} received ({r.lost} lost, {r.foreign} foreign), "
                 f"drift {r.drift_s * 1000:+.3f} ms over {r.span_s:.3f} s, "
                 f"jitter p50 {r.p50_ms:.3f} ms, p99 {r.p99_ms:.3f} ms, max {r.max_ms:.3f} ms"
             )

@@ -39,6 +39,8 @@ from cloud_stub.service import (
     read_stats,
 )
 from cloud_stub.store import Store
+from tcu import __version__, validate
+from tcu.cli.main import Parser, add_verbosity_arguments
 from tcu.errors import TcuError
 from tcu.telemetry.codec.cose import key_id, public_key_from_pem
 
@@ -55,42 +57,55 @@ def _common() -> argparse.ArgumentParser:
         "--data", type=Path, default=Path(DEFAULT_DATA), help="data directory (%(default)s)"
     )
     common.add_argument("--prefix", default=DEFAULT_PREFIX, help="topic prefix (%(default)s)")
+    add_verbosity_arguments(common)
     return common
 
 
 def _broker_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
-    parser.add_argument("--broker", required=required, help="mqtt://HOST:PORT or mqtts://HOST:PORT")
-    parser.add_argument("--cafile", help="CA certificate to trust (mqtts)")
-    parser.add_argument("--certfile", help="client certificate (mqtts)")
-    parser.add_argument("--keyfile", help="client certificate's key (mqtts)")
+    parser.add_argument(
+        "--broker",
+        required=required,
+        type=validate.broker_url,
+        help="mqtt://HOST:PORT or mqtts://HOST:PORT",
+    )
+    # the TLS options are spelt as tcu spells them; --cafile/--certfile/--keyfile still work
+    for name, alias, text in (
+        ("--ca", "--cafile", "CA certificate to trust (mqtts)"),
+        ("--cert", "--certfile", "client certificate (mqtts)"),
+        ("--key", "--keyfile", "client certificate's key (mqtts)"),
+    ):
+        parser.add_argument(name, dest=alias[2:], help=text)
+        parser.add_argument(alias, dest=alias[2:], help=argparse.SUPPRESS)
 
 
 def _tls(args: argparse.Namespace) -> TlsFiles | None:
     if not (args.cafile or args.certfile or args.keyfile):
         return None
     if not str(args.broker or "").startswith("mqtts://"):
-        raise CloudError("--cafile/--certfile/--keyfile need an mqtts:// broker")
+        raise CloudError("--ca/--cert/--key need an mqtts:// broker")
     return TlsFiles(cafile=args.cafile, certfile=args.certfile, keyfile=args.keyfile)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="cloud-stub",
         description="The stub fleet backend: ingest signed telemetry, acknowledge it, send"
         " signed commands. Files live in --data DIR (default ./cloud-stub-data).",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
+    parser.add_argument("--version", action="version", version=f"cloud-stub {__version__}")
+    sub: Any = parser.add_subparsers(
+        dest="command", required=True, metavar="SUBCOMMAND", parser_class=Parser
+    )
     common = _common()
 
     serve = sub.add_parser("serve", parents=[common], help="run the backend until SIGINT/SIGTERM")
     _broker_options(serve, required=False)
     serve.add_argument(
         "--port",
-        type=int,
+        type=validate.port,
         default=1883,
         help="without --broker: port of the embedded broker on 127.0.0.1 (%(default)s)",
     )
-    serve.add_argument("-v", "--verbose", action="store_true", help="log every refusal")
     serve.add_argument(
         "--http", metavar="HOST:PORT", help="serve the fleet portal (API and dashboard) here"
     )
@@ -142,7 +157,10 @@ def _portal_send(args: argparse.Namespace, registry: Registry, vin: str, name: s
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a value argparse refused (exit 2)
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
     handler: Handler = args.handler
     try:
         return handler(args)
@@ -160,7 +178,8 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
-    logging.getLogger("cloud_stub").setLevel(logging.INFO if args.verbose else logging.WARNING)
+    quiet = logging.ERROR if args.quiet else logging.WARNING
+    logging.getLogger("cloud_stub").setLevel(logging.INFO if args.verbose else quiet)
     # amqtt warns about every client that tries MQTT 5 first (a TCU does): -v shows them
     logging.getLogger("amqtt").setLevel(logging.WARNING if args.verbose else logging.ERROR)
     if args.http is not None:

@@ -21,7 +21,7 @@ import can
 
 from tcu.can.decoder import EXTENDED, FrameDecoder
 from tcu.can.mapping import Mapping
-from tcu.events import Action, Command, Log, SignalOverride, Tick
+from tcu.events import Action, Log, SignalOverride, Tick
 from tcu.vehicle.catalogue import CATALOGUE
 from tcu.vehicle.state import VehicleState
 
@@ -151,20 +151,3 @@ class TcuCore:
             "error_frames": self.counts.error_frames,
             "remote_frames": self.counts.remote_frames,
         }
-
-
-def command_event(spec: str) -> tuple[float, Command]:
-    """Parse ``T:NAME[:ARG]`` as given to ``tcu replay --command``."""
-    time_text, _, rest = spec.partition(":")
-    name, _, arg = rest.partition(":")
-    try:
-        t = float(time_text)
-    except ValueError:
-        raise ValueError(f"--command {spec!r}: T must be seconds of vehicle time") from None
-    if t < 0:
-        raise ValueError(f"--command {spec!r}: T must be >= 0")
-    try:
-        cmd = Command(name=name, argument=arg or None, source="trace")
-    except ValueError as e:
-        raise ValueError(f"--command {spec!r}: {e}") from None
-    return t, cmd

@@ -76,3 +76,10 @@ def shown_path(path: Path) -> str:
     with contextlib.suppress(ValueError):
         return str(path.resolve().relative_to(Path.cwd()))
     return str(path)
+
+
+def fold_unknown(values: dict[str, Any]) -> tuple[list[tuple[str, Any]], list[str]]:
+    """Rows of the values that are known, and the names of those never seen (None)."""
+    rows = [(name, v) for name, v in values.items() if v is not None]
+    never = [name for name, v in values.items() if v is None]
+    return rows, never

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -124,3 +125,17 @@ def shared_dbc(name: str) -> Path:
             pytest.fail(f"{path}: shared fixture missing and CI=true")
         pytest.skip(f"{path}: shared fixtures not present")
     return path
+
+
+# --- the replay summary's JSON Schema (docs/replay-summary.schema.json) ---------------------
+
+REPLAY_SUMMARY_SCHEMA = REPO / "docs" / "replay-summary.schema.json"
+
+
+def assert_replay_summary(summary: object) -> None:
+    """Fail unless ``summary`` (a parsed ``tcu replay --json``) follows the documented schema."""
+    import jsonschema
+
+    schema = json.loads(REPLAY_SUMMARY_SCHEMA.read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.Draft202012Validator(schema).validate(summary)

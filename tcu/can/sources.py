@@ -11,10 +11,20 @@ its line number kept for the summary) and a fresh reader resumes on the next lin
 the file's header lines replayed so timestamps keep their base. Binary formats cannot
 be resynchronised: a damaged BLF or MF4 stops at the last good object, counted and
 reported, never raised.
+
+Each reader also knows how its format ends, and says so in ``warnings`` when a file
+does not end that way: a BLF header states the file's size and object count, so a BLF
+that stops before that size is cut (and the warning says where, and how many objects
+the header promised); a gzip stream that ends before its trailer is cut; a text trace
+whose last line has no line end, or an ASC file that opened a ``Begin TriggerBlock`` and
+never closed it, was cut mid-write; a file that yields no frame at all, from however
+many lines, is named as such. ``bytes_read()`` is how far into the file (as stored, so
+compressed bytes for ``.gz``) the readers have got, for progress bars.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 from collections.abc import Iterator
@@ -73,6 +83,7 @@ class _Lines:
         line = next(self._raw)
         state = self._state
         state.line += 1
+        state.last = line
         if state.capture is not None:
             state.capture.append(line)
         return line
@@ -85,11 +96,12 @@ class _Lines:
 
 
 class _ReadState:
-    __slots__ = ("capture", "line")
+    __slots__ = ("capture", "last", "line")
 
     def __init__(self) -> None:
         self.line = 0
         self.capture: list[str] | None = []
+        self.last = ""
 
 
 class TraceSource:
@@ -105,6 +117,27 @@ class TraceSource:
         self.bad_records = 0
         self.bad_examples: list[str] = []
         self.truncated = False
+        self.frames_read = 0
+        self.warnings: list[str] = []
+        self.size = path.stat().st_size
+        self._raw: IO[bytes] | None = None
+
+    def bytes_read(self) -> int:
+        """How many bytes of the file (as stored) the reader has consumed so far."""
+        raw = self._raw
+        if raw is None or raw.closed:
+            return self.size if raw is not None else 0
+        try:
+            return raw.tell()
+        except (OSError, ValueError):
+            return 0
+
+    def _warn(self, text: str) -> None:
+        self.warnings.append(f"{self.path}: {text}")
+
+    def _no_frame(self) -> None:
+        if self.frames_read == 0:
+            self._warn(f"no frame read from {self.size:,} bytes: is this a {self.suffix} trace?")
 
     def _bad(self, where: str, e: BaseException) -> None:
         self.bad_records += 1
@@ -118,44 +151,86 @@ class TraceSource:
             return self._iter_text()
         return self._iter_binary()
 
-    def _open_text(self) -> IO[str]:
+    def _open_raw(self) -> IO[bytes]:
         try:
-            if self.gzipped:
-                return io.TextIOWrapper(
-                    gzip.open(self.path, "rb"), encoding="utf-8", errors="replace"
-                )
-            return open(self.path, encoding="utf-8", errors="replace")
+            raw = open(self.path, "rb")  # noqa: SIM115 - closed by the reader that wraps it
         except OSError as e:
             raise TraceError(f"{self.path}: cannot open: {e.strerror}") from None
+        self._raw = raw
+        return raw
+
+    def _open_text(self) -> IO[str]:
+        raw = self._open_raw()
+        stream: Any = gzip.GzipFile(fileobj=raw, mode="rb") if self.gzipped else raw
+        return io.TextIOWrapper(stream, encoding="utf-8", errors="replace")
+
+    def _cut_gzip(self, e: BaseException, where: str) -> None:
+        self.truncated = True
+        self._warn(
+            f"gzip stream cut ({e}): the compressed file ends at byte {self.size:,}; "
+            f"read up to {where}"
+        )
+
+    def _text_end(self, state: _ReadState) -> None:
+        """Warnings for a text trace that does not end as its format does."""
+        if state.last and not state.last.endswith("\n") and not self.truncated:
+            self._warn(
+                f"the last line ({state.line}) has no line end: the file was cut mid-line "
+                f"at byte {self.size:,}"
+            )
+        if self.suffix == ".asc" and self._asc_open_block:
+            self._warn(
+                "'Begin TriggerBlock' is never closed by 'End TriggerBlock': the file is cut"
+            )
 
     def _iter_text(self) -> Iterator[can.Message]:
         reader_cls = TEXT_READERS[self.suffix]
         state = _ReadState()
         header: list[str] = []
-        with self._open_text() as f:
-            raw = iter(f)
-            while True:
-                started_at = state.line
-                try:
-                    for msg in reader_cls(file=_Lines(header, raw, state)):
-                        if state.capture is not None:
-                            header = state.capture[:-1]
-                            state.capture = None
-                        yield msg
-                    return
-                except (OSError, EOFError) as e:
-                    self.truncated = True
-                    self._bad(f"{state.line}", e)
-                    return
-                except Exception as e:  # noqa: BLE001 - any reader failure is a bad record
-                    self._bad(f"{state.line}", e)
+        self._asc_open_block = False
+        with self._open_text() as f, contextlib.closing(self._raw or f):
+            raw = self._watch_asc(iter(f)) if self.suffix == ".asc" else iter(f)
+            yield from self._text_frames(reader_cls, raw, state, header)
+            self._text_end(state)
+        self._no_frame()
+
+    def _watch_asc(self, lines: Iterator[str]) -> Iterator[str]:
+        for line in lines:
+            head = line.lstrip()[:18].lower()
+            if head.startswith("begin triggerblock"):
+                self._asc_open_block = True
+            elif head.startswith("end triggerblock"):
+                self._asc_open_block = False
+            yield line
+
+    def _text_frames(
+        self, reader_cls: Any, raw: Iterator[str], state: _ReadState, header: list[str]
+    ) -> Iterator[can.Message]:
+        while True:
+            started_at = state.line
+            try:
+                for msg in reader_cls(file=_Lines(header, raw, state)):
                     if state.capture is not None:
-                        if state.capture:
-                            state.capture.pop()
-                        header = list(state.capture)
-                    if state.line == started_at:
-                        self.truncated = True
-                        return
+                        header = state.capture[:-1]
+                        state.capture = None
+                    self.frames_read += 1
+                    yield msg
+                return
+            except (OSError, EOFError) as e:
+                self.truncated = True
+                self._bad(f"{state.line}", e)
+                if self.gzipped:
+                    self._cut_gzip(e, f"line {state.line:,}")
+                return
+            except Exception as e:  # noqa: BLE001 - any reader failure is a bad record
+                self._bad(f"{state.line}", e)
+                if state.capture is not None:
+                    if state.capture:
+                        state.capture.pop()
+                    header = list(state.capture)
+                if state.line == started_at:
+                    self.truncated = True
+                    return
 
     def _open_binary(self) -> Any:
         if self.suffix == ".db":
@@ -168,25 +243,73 @@ class TraceSource:
             reader_cls: Any = MF4Reader
         else:
             reader_cls = can.io.blf.BLFReader
-        try:
-            f: Any = gzip.open(self.path, "rb") if self.gzipped else open(self.path, "rb")  # noqa: SIM115
-        except OSError as e:
-            raise TraceError(f"{self.path}: cannot open: {e.strerror}") from None
+        raw = self._open_raw()
+        f: Any = gzip.GzipFile(fileobj=raw, mode="rb") if self.gzipped else raw
         try:
             return reader_cls(f)
         except Exception as e:  # noqa: BLE001 - the file's header is unreadable
             f.close()
+            raw.close()
             raise TraceError(f"{self.path}: cannot read {self.suffix} header: {e}") from None
 
     def _iter_binary(self) -> Iterator[can.Message]:
         reader = self._open_binary()
+        n = 0
+        ended = False
         try:
-            yield from reader
+            for msg in reader:
+                n += 1
+                yield msg
+            ended = True
+        except (EOFError, OSError) as e:
+            self.truncated = True
+            self._bad("after the last good frame", e)
+            if self.gzipped:
+                self._cut_gzip(e, f"frame {n:,}")
         except Exception as e:  # noqa: BLE001 - a damaged object ends a binary file
             self.truncated = True
             self._bad("after the last good frame", e)
+            self._warn(f"damaged {self.suffix} object after frame {n:,}: read up to it ({e})")
+        else:
+            ended = True
         finally:
+            self.frames_read = n
+            if ended and isinstance(reader, can.io.blf.BLFReader):
+                self._blf_end(reader, n)
             reader.stop()
+            if self._raw is not None:
+                self._raw.close()
+        self._no_frame()
+
+    def _blf_end(self, reader: Any, frames: int) -> None:
+        """Compare what was read with what the BLF header promised."""
+        stated, objects = int(reader.file_size), int(reader.object_count)
+        if self.gzipped:
+            return  # a cut gzip stream raises EOFError; its inner size is not known here
+        at = self.size
+        if stated <= 0:
+            self._warn("the BLF header states no file size: the writer never finished it")
+        elif at < stated:
+            self.truncated = True
+            self._warn(
+                f"BLF header says {objects:,} objects in {stated:,} bytes, {frames:,} frames "
+                f"read: truncated at byte {at:,}"
+            )
+
+
+def integrity_warnings(path: str | Path) -> list[str]:
+    """Read the whole trace at ``path`` and return what its source warns about it.
+
+    For drivers that read the trace elsewhere (through a broker, in another process) and
+    still owe their summary the trace's damage and truncation.
+    """
+    source = open_trace(path)
+    for _ in source:
+        pass
+    out = list(source.warnings)
+    if source.bad_records:
+        out.append(f"{path}: {source.bad_records:,} damaged records skipped")
+    return out
 
 
 def open_trace(path: str | Path) -> TraceSource:

@@ -35,7 +35,7 @@ MOSQUITTO_TLS = "mosquitto-tls"
 
 def register(sub: Any) -> None:
     p = sub.add_parser("demo", help="replay the reference van through signed MQTT telemetry")
-    add_broker_arguments(p)  # --broker also takes mosquitto-tls: see run_mutual_tls
+    add_broker_arguments(p, also=(MOSQUITTO_TLS,))  # see run_mutual_tls
     p.add_argument(
         "--trace",
         action="append",
@@ -54,8 +54,10 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.ERROR, format="%(name)s: %(message)s")
-    say = (lambda s: None) if args.json else (lambda s: print(f"- {s}", flush=True))
+    if getattr(args, "verbosity", 0) <= 0:
+        logging.getLogger().setLevel(logging.ERROR)  # library chatter only with -v
+    quiet = args.json or getattr(args, "verbosity", 0) < 0
+    say = (lambda s: None) if quiet else (lambda s: print(f"- {s}", flush=True))
     traces = reference_traces(tuple(args.trace))
 
     def show(report: OnlineReport) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tcu import validate
 from tcu.errors import ConfigError
 from tcu.storyline import STORYLINES, Storyline, get
 from tcu.storyline.generator import (
@@ -44,15 +45,17 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--seed",
-        type=int,
+        type=validate.seed,
         default=DEFAULT_SEED,
         help=f"seed for timing jitter and noise (default: {DEFAULT_SEED})",
     )
-    p.add_argument("--duration", type=float, help="only the first S seconds (from --from)")
+    p.add_argument(
+        "--duration", type=validate.positive_seconds, help="only the first S seconds (from --from)"
+    )
     p.add_argument(
         "--from",
         dest="t_from",
-        type=float,
+        type=validate.seconds,
         default=0.0,
         metavar="S",
         help="start the trace S seconds into the storyline",
@@ -86,10 +89,6 @@ def run(args: argparse.Namespace) -> int:
     for fmt in formats:
         if fmt not in FORMATS:
             raise ConfigError(f"unknown trace format {fmt!r} (known: {', '.join(FORMATS)})")
-    if args.duration is not None and not args.duration > 0:
-        raise ConfigError(f"--duration must be > 0 seconds, got {args.duration}")
-    if args.t_from < 0:
-        raise ConfigError(f"--from must be >= 0 seconds, got {args.t_from}")
     if args.list:
         for name in names:
             print(describe(get(name)))

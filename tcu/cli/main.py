@@ -3,15 +3,22 @@
 Every subcommand module exposes ``register(subparsers)``, which adds its parser and
 sets ``func`` to a callable taking the parsed namespace and returning an exit code.
 A ``TcuError`` (a user's mistake: bad file, bad option, bad configuration) is printed
-as ``error: ...`` with exit code 2, never as a traceback.
+as ``error: ...`` with exit code 2, never as a traceback. Values are checked by the
+``type=`` functions of ``tcu.validate`` as argparse reads them.
+
+Every subcommand takes ``-v`` (more: log INFO, ``-vv`` DEBUG) and ``-q`` (less: no progress,
+no warnings on stderr unless ``--strict``, log only errors); the subcommand reads the
+result as ``args.verbosity`` (-1, 0, 1, 2).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from tcu import __version__
 from tcu.errors import TcuError
@@ -28,16 +35,17 @@ SUBCOMMANDS = (
 )
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
+    """argparse with the project's error line: ``error: ...`` (and where to look), exit 2."""
+
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        self.exit(2, f"error: {message}\n")
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="tcu", description="Electric van TCU simulator")
+    parser = Parser(prog="tcu", description="Electric van TCU simulator")
     parser.add_argument("--version", action="version", version=f"tcu-sim {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name in SUBCOMMANDS:
         try:
             module = importlib.import_module(f"tcu.cli.{name}")
@@ -46,15 +54,51 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.register(sub)
+    _add_verbosity(sub)
     return parser
+
+
+def add_verbosity_arguments(p: argparse.ArgumentParser) -> None:
+    """``-v``/``-q`` on one parser (tcu's subcommands and cloud-stub's share them)."""
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="say more (-v: log INFO, -vv: DEBUG)",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="say less: no progress, only errors")
+
+
+def _add_verbosity(sub: Any) -> None:
+    for parser in sub.choices.values():
+        nested = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if nested:
+            for action in nested:
+                _add_verbosity(action)
+        else:
+            add_verbosity_arguments(parser)
+
+
+def verbosity(args: argparse.Namespace) -> int:
+    """-1 with -q, else the number of -v; sets the logging level to match."""
+    level = -1 if getattr(args, "quiet", False) else min(2, getattr(args, "verbose", 0))
+    log_level = (logging.ERROR, logging.WARNING, logging.INFO, logging.DEBUG)[level + 1]
+    logging.basicConfig(level=log_level, format="%(name)s: %(message)s")
+    logging.getLogger().setLevel(log_level)
+    return level
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a value argparse refused (exit 2)
+        return e.code if isinstance(e.code, int) else 0 if e.code is None else 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    args.verbosity = verbosity(args)
     try:
         code: int = args.func(args)
     except TcuError as e:

@@ -13,6 +13,7 @@ from typing import Any
 
 from cloud_stub.provisioning import certification, registration
 from cloud_stub.service import DEFAULT_DATA
+from tcu import validate
 from tcu.errors import ConfigError
 from tcu.output import table
 from tcu.telemetry.storage.certificate import read_client_certificate, request_certificate
@@ -53,7 +54,12 @@ def _common(p: Any) -> None:
 
 def register(sub: Any) -> None:
     p = sub.add_parser("provision", help="make the vehicle keys and register the VIN")
-    p.add_argument("--vin", required=True, help="vehicle identification number (17 characters)")
+    p.add_argument(
+        "--vin",
+        required=True,
+        type=validate.vin,
+        help="vehicle identification number (17 characters)",
+    )
     _common(p)
     p.add_argument("--alg", choices=ALGORITHMS, default="EdDSA", help="signature algorithm")
     p.add_argument("--force", action="store_true", help="replace an existing vehicle key")

@@ -8,11 +8,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tcu import validate
+from tcu.can.sources import integrity_warnings
 from tcu.cli.to_bus import add_to_bus_arguments, run_to_bus
 from tcu.compose.replay import ReplayOptions, ReplayReport, replay_file
 from tcu.errors import ConfigError
-from tcu.output import Progress, table
+from tcu.output import Progress, fold_unknown, table
 from tcu.runtime.mqtt import add_broker_arguments, broker_from_args
+
+TOP_UNKNOWN_IDS = 20
 
 
 def register(sub: Any) -> None:
@@ -26,19 +30,33 @@ def register(sub: Any) -> None:
         help="all: also decode every DBC signal, reported as Message.Signal",
     )
     pace = p.add_mutually_exclusive_group()
-    pace.add_argument("--speed", type=float, help="pace at X times real time")
+    pace.add_argument(
+        "--speed", type=validate.speed, help="pace at X times real time (0.001 to 1e6)"
+    )
     pace.add_argument("--realtime", action="store_true", help="keep the trace's timing")
-    p.add_argument("--start", type=float, help="vehicle time (s) to start at")
-    p.add_argument("--stop", type=float, help="vehicle time (s) to stop at")
+    p.add_argument(
+        "--start", type=validate.seconds, help="vehicle time to start at (seconds or H:MM:SS)"
+    )
+    p.add_argument(
+        "--stop", type=validate.seconds, help="vehicle time to stop at (seconds or H:MM:SS)"
+    )
     p.add_argument(
         "--command",
         action="append",
         default=[],
+        type=validate.command,
         metavar="T:NAME[:ARG]",
-        help="inject a command at vehicle time T (repeatable)",
+        help="inject a command at vehicle time T, seconds or H:MM:SS (repeatable)",
     )
-    p.add_argument("--out-trace", help="write the TCU's own CAN frames to this file")
+    p.add_argument(
+        "--out-trace",
+        type=validate.out_trace,
+        help="write the TCU's own CAN frames to this file (.asc .blf .log .trc .csv, .gz)",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.add_argument(
+        "--strict", action="store_true", help="exit 1 when the summary holds any warning (for CI)"
+    )
     online = p.add_argument_group("through a real MQTT broker")
     add_broker_arguments(online)
     online.add_argument(
@@ -58,13 +76,12 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    validate.check_window(args.start, args.stop)
     if args.to_bus:
         return run_to_bus(args)
     if args.broker:
         return run_broker(args)
     speed = 1.0 if args.realtime else args.speed
-    if speed is not None and speed <= 0:
-        raise ConfigError(f"--speed: must be > 0, got {speed}")
     opts = ReplayOptions(
         trace=Path(args.trace),
         dbc=args.dbc,
@@ -74,18 +91,30 @@ def run(args: argparse.Namespace) -> int:
         start=args.start,
         stop=args.stop,
         commands=tuple(args.command),
-        out_trace=Path(args.out_trace) if args.out_trace else None,
+        out_trace=args.out_trace,
     )
     progress = Progress("replay", total=None)
-    report = replay_file(opts, progress=None if args.json else progress)
+    quiet = args.json or args.verbosity < 0
+    report = replay_file(opts, progress=None if quiet else progress)
     progress.close()
-    for w in report.warnings:
-        print(f"warning: {w}", file=sys.stderr)
     if args.json:
-        print(json.dumps(report.as_json(), indent=2, sort_keys=False))
+        print(json.dumps(summary_json(report), indent=2, sort_keys=False))
     else:
         print(render(report))
-    return 0
+    return _exit(report.warnings, args)
+
+
+def _exit(warnings: list[str], args: argparse.Namespace, *, text_lists_them: bool = True) -> int:
+    """Warnings on stderr besides the JSON (the text summary lists them); 1 under --strict."""
+    if (args.json or not text_lists_them) and (args.verbosity >= 0 or args.strict):
+        for w in warnings:
+            print(f"warning: {w}", file=sys.stderr)
+    return 1 if args.strict and warnings else 0
+
+
+def summary_json(report: ReplayReport) -> dict[str, Any]:
+    """The replay summary as docs/replay-summary.schema.json describes it (mode memory)."""
+    return {"mode": "memory", "broker": None, **report.as_json()}
 
 
 def run_broker(args: argparse.Namespace) -> int:
@@ -93,7 +122,7 @@ def run_broker(args: argparse.Namespace) -> int:
     from tcu.compose.online import OnlineOptions, run_online
 
     for opt in ("speed", "start", "stop", "out_trace", "signals"):
-        if getattr(args, opt):
+        if getattr(args, opt) is not None:
             raise ConfigError(f"--{opt.replace('_', '-')} is not available with --broker")
     if args.command or args.realtime:
         raise ConfigError("--command and --realtime are not available with --broker")
@@ -107,15 +136,79 @@ def run_broker(args: argparse.Namespace) -> int:
         dbc=args.dbc,
         mapping=args.mapping,
     )
-    say = (lambda s: None) if args.json else (lambda s: print(f"- {s}", flush=True))
+    quiet = args.json or args.verbosity < 0
+    say = (lambda s: None) if quiet else (lambda s: print(f"- {s}", flush=True))
     report = run_online(opts, say=say)
-    for w in report.warnings:
-        print(f"warning: {w}", file=sys.stderr)
+    summary = broker_summary_json(report)
+    summary["warnings"][:0] = integrity_warnings(Path(args.trace))
     if args.json:
-        print(json.dumps(report.as_json(), indent=2))
+        print(json.dumps(summary, indent=2))
     else:
         print(render_online(report))
-    return 0 if report.drained else 1
+    code = _exit(summary["warnings"], args, text_lists_them=False)
+    return code if report.drained else 1
+
+
+NULL_COUNTS = (
+    "decoded_frames",
+    "unchanged_frames",
+    "unknown_id_frames",
+    "bad_frames",
+    "damaged_records",
+    "error_frames",
+    "remote_frames",
+    "frames_per_s",
+    "known_id_share",
+    "unknown_ids",
+    "state",
+    "can_requests_sent",
+    "out_trace",
+    "verdicts",
+    "sessions",
+    "downlink",
+    "link",
+)
+
+
+def broker_summary_json(report: Any) -> dict[str, Any]:
+    """An online report in the replay summary's shape: what a broker run cannot know is null."""
+    d = report.as_json()
+    trace = d["traces"][0] if d["traces"] else {"trace": None, "frames": 0, "vehicle_time_s": 0}
+    warnings = list(getattr(report, "warnings", []))
+    if not report.drained:
+        warnings.append("the outbox did not drain before the timeout")
+    out: dict[str, Any] = {
+        "mode": "broker",
+        "broker": {
+            "url": d["broker"],
+            "vin": d["vin"],
+            "messages_sent": d["messages_sent"],
+            "records_acked": d["records_acked"],
+            "drained": d["drained"],
+            "uplink": d["uplink"],
+            "traces": d["traces"],
+        },
+        "trace": trace["trace"],
+        "frames": trace["frames"],
+        "vehicle_time_s": trace["vehicle_time_s"],
+        "wall_s": d["wall_s"],
+        "commands": [],
+        "warnings": warnings,
+        "telemetry": {
+            "records_produced": d["records_produced"],
+            "batches_sent": d["messages_sent"],
+            "bytes_up": d["bytes_sent"],
+            "outbox_depth": d["outbox_depth"],
+            "lost": d["lost"],
+        },
+        "backend": {
+            "records_stored": d["records_stored"],
+            "duplicates": d["duplicates"],
+            "refused": d["refused"],
+        },
+    }
+    out.update({key: None for key in NULL_COUNTS})
+    return out
 
 
 def render(report: ReplayReport) -> str:
@@ -130,15 +223,50 @@ def render(report: ReplayReport) -> str:
         ("damaged trace records skipped", d["damaged_records"]),
         ("error frames", d["error_frames"]),
         ("remote frames", d["remote_frames"]),
+        ("share of data frames with a known id", _percent(d["known_id_share"])),
         ("vehicle time covered (s)", d["vehicle_time_s"]),
         ("wall time (s)", d["wall_s"]),
         ("frames per second", d["frames_per_s"]),
     ]
     out = ["Replay summary", table(rows)]
+    if report.warnings:
+        out += ["", "Warnings"] + [f"  {w}" for w in report.warnings]
     if report.examples:
         out += ["", "Skipped (first examples)"] + [f"  {e}" for e in report.examples]
+    if report.unknown_ids:
+        shown = report.unknown_ids[:TOP_UNKNOWN_IDS]
+        title = f"Unknown ids ({len(report.unknown_ids)}"
+        title += f", top {len(shown)} by frames)" if len(shown) < len(report.unknown_ids) else ")"
+        id_rows = [(u["id"] + (" (ext)" if u["extended"] else ""), u["frames"]) for u in shown]
+        out += ["", title, table(id_rows, headers=("id", "frames"))]
+    if report.commands:
+        cmd_rows = [
+            (
+                c["spec"],
+                "yes" if c["injected"] else "no",
+                " -> ".join(
+                    f"{r['status']}@{r['t']:g}s"
+                    + (f" ({', '.join(r['reasons'])})" if r["reasons"] else "")
+                    for r in c["results"]
+                )
+                or "-",
+                c["outcome"],
+            )
+            for c in report.commands
+        ]
+        out += [
+            "",
+            "Injected commands",
+            table(cmd_rows, headers=("command", "injected", "results", "outcome")),
+        ]
     for section in report.sections:
         out += ["", section]
-    state_rows = [(p, v) for p, v in d["state"].items()]
+    state_rows, never = fold_unknown(d["state"])
     out += ["", "Final vehicle state", table(state_rows, headers=("signal", "value"))]
+    if never:
+        out.append(f"never seen ({len(never)}): {', '.join(never)}")
     return "\n".join(out)
+
+
+def _percent(share: float | None) -> str | None:
+    return None if share is None else f"{share * 100:.1f} %"

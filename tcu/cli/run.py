@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from tcu import validate
 from tcu.errors import ConfigError
 from tcu.link.sim import LinkConfig
 from tcu.output import table
@@ -31,7 +33,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("-i", "--interface", help="python-can interface: slcan, socketcan, pcan, ...")
     p.add_argument("-c", "--channel", help="channel: /dev/ttyACM0, can0, PCAN_USBBUS1, ...")
-    p.add_argument("-b", "--bitrate", type=int, help="bitrate in bit/s (500000)")
+    p.add_argument("-b", "--bitrate", type=validate.bitrate, help="bitrate in bit/s (500000)")
     p.add_argument("--fd", action="store_true", help="CAN FD bus")
     p.add_argument(
         "--listen-only", action="store_true", help="never send on the bus (requests suppressed)"
@@ -40,7 +42,9 @@ def register(sub: Any) -> None:
     p.add_argument("--dbc", help="CAN database (DBC, KCD, ARXML); needs --mapping")
     p.add_argument("--mapping", help="mapping file from DBC signals to the signal catalogue")
     add_broker_arguments(p)
-    p.add_argument("--vin", help="vehicle identification number (default: the keystore's)")
+    p.add_argument(
+        "--vin", type=validate.vin, help="vehicle identification number (default: the keystore's)"
+    )
     p.add_argument("--keystore", help="keystore directory made by tcu provision")
     p.add_argument("--outbox", help="outbox file (default: KEYSTORE/outbox.sqlite)")
     p.add_argument(
@@ -53,7 +57,12 @@ def register(sub: Any) -> None:
         metavar="FILE",
         help="SIM link model (YAML, as a scenario's link: section) shaping the broker path",
     )
-    p.add_argument("--topic-prefix", default="vehicles", help="MQTT topic prefix (vehicles)")
+    p.add_argument(
+        "--topic-prefix",
+        type=validate.text_id,
+        default="vehicles",
+        help="MQTT topic prefix (vehicles)",
+    )
     p.add_argument(
         "--mqtt-protocol",
         choices=PROTOCOLS,
@@ -61,9 +70,14 @@ def register(sub: Any) -> None:
         help="MQTT version; auto tries 5, then 3.1.1 (default auto)",
     )
     p.add_argument(
-        "--snapshot-period", type=float, default=60.0, help="seconds between snapshots (60)"
+        "--snapshot-period",
+        type=validate.positive_seconds,
+        default=60.0,
+        help="seconds between snapshots (60)",
     )
-    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument(
+        "--duration", type=validate.positive_seconds, help="stop after this long (s or H:MM:SS)"
+    )
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.set_defaults(func=run)
 
@@ -77,8 +91,6 @@ def run(args: argparse.Namespace) -> int:
         listen_only=args.listen_only,
         config_file=args.can_config,
     )
-    if args.duration is not None and not args.duration > 0:
-        raise ConfigError(f"--duration must be > 0 s, got {args.duration}")
     opts = LiveOptions(
         bus=spec,
         dbc=args.dbc,
@@ -93,9 +105,10 @@ def run(args: argparse.Namespace) -> int:
         mqtt_protocol=args.mqtt_protocol,
         snapshot_period=args.snapshot_period,
     )
-    status = StatusLine(sys.stderr)
+    quiet = getattr(args, "verbosity", 0) < 0
+    status = StatusLine(io.StringIO() if quiet else sys.stderr)  # -q: no status line
     report = asyncio.run(_main(opts, status, args.duration))
-    for w in report.warnings:
+    for w in [] if quiet else report.warnings:
         print(f"warning: {w}", file=sys.stderr)
     if args.json:
         print(json.dumps(report.as_json(), indent=2, default=str))

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tcu.errors import ConfigError
+from tcu import validate
 from tcu.output import Progress
 from tcu.scenario.world import add_shared_options
 
@@ -19,7 +19,9 @@ def register(sub: Any) -> None:
     run = ssub.add_parser("run", help="run scenario files; exit 1 if any case fails")
     run.add_argument("paths", nargs="+", metavar="PATH", help="scenario files or directories")
     run.add_argument("--junit-xml", metavar="FILE", help="write a JUnit XML report")
-    run.add_argument("-j", "--jobs", type=int, default=1, metavar="N", help="run in N processes")
+    run.add_argument(
+        "-j", "--jobs", type=validate.jobs, default=1, metavar="N", help="run in N processes"
+    )
     add_shared_options(run.add_argument)
     run.add_argument(
         "-m",
@@ -67,8 +69,6 @@ def run_command(args: argparse.Namespace) -> int:
     from tcu.scenario.runner import CaseResult, run_cases
     from tcu.scenario.world import WorldOptions, resolve_factory
 
-    if args.jobs < 1:
-        raise ConfigError(f"-j {args.jobs}: must be at least 1")
     options = WorldOptions(broker=args.broker)
     resolve_factory(args.world)
     files = _load(args.paths, args.pending)

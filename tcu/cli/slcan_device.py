@@ -12,6 +12,7 @@ from typing import Any
 
 import can
 
+from tcu import validate
 from tcu.bench.slcan_device import SlcanDevice
 from tcu.errors import BusError
 
@@ -30,7 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-i", "--bus-interface", default="virtual", help="python-can interface to bridge to"
     )
     parser.add_argument("-c", "--bus-channel", default="bench", help="channel of that interface")
-    parser.add_argument("-b", "--bus-bitrate", type=int, help="bitrate of that bus, if any")
+    parser.add_argument(
+        "-b", "--bus-bitrate", type=validate.bitrate, help="bitrate of that bus, if any"
+    )
     parser.add_argument("--link", help="keep a symlink to the current pty at this path")
     parser.add_argument("--serial-number", default="TCU0", help="answer to N (4 letters/digits)")
 

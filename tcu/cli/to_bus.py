@@ -15,6 +15,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from tcu import validate
 from tcu.bench.player import PacedPlayer
 from tcu.can.sources import open_trace
 from tcu.errors import ConfigError, TraceError
@@ -32,11 +33,14 @@ def add_to_bus_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument("-i", "--interface", help="python-can interface (slcan, socketcan, ...)")
     g.add_argument("-c", "--channel", help="channel (/dev/ttyACM0, can0, ...)")
-    g.add_argument("-b", "--bitrate", type=int, help="bitrate in bit/s")
+    g.add_argument("-b", "--bitrate", type=validate.bitrate, help="bitrate in bit/s")
     g.add_argument("--fd", action="store_true", help="CAN FD bus")
     g.add_argument("--error-frames", action="store_true", help="also send error frames")
     g.add_argument(
-        "--max-gap", type=float, metavar="S", help="shorten pauses in the trace to S seconds"
+        "--max-gap",
+        type=validate.seconds,
+        metavar="S",
+        help="shorten pauses in the trace to S seconds",
     )
 
 

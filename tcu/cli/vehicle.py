@@ -9,6 +9,7 @@ import threading
 from types import FrameType
 from typing import Any
 
+from tcu import validate
 from tcu.bench.vehicle_sim import PROMPT_HELP, SimDriver, VehicleSim, run_prompt
 from tcu.can.encoder import FrameEncoder
 from tcu.can.setup import load_bus_setup
@@ -34,8 +35,12 @@ def register(sub: Any) -> None:
     p.add_argument("--dbc", help="CAN database (DBC, KCD, ARXML); needs --mapping")
     p.add_argument("--mapping", help="mapping file from DBC signals to the signal catalogue")
     p.add_argument("--storyline", help="play this built-in storyline (default: the van at rest)")
-    p.add_argument("--speed", type=float, default=1.0, help="storyline time per second (1)")
-    p.add_argument("--start", type=float, default=0.0, help="storyline time to start at (s)")
+    p.add_argument(
+        "--speed", type=validate.speed, default=1.0, help="storyline time per second (1)"
+    )
+    p.add_argument(
+        "--start", type=validate.seconds, default=0.0, help="storyline time to start at (s)"
+    )
     p.add_argument(
         "--set",
         action="append",
@@ -51,7 +56,7 @@ def add_bus_arguments(p: argparse.ArgumentParser) -> None:
     """python-can's bus options: ``-i/-c/-b``, ``--fd``; the rest from python-can's config."""
     p.add_argument("-i", "--interface", help="python-can interface (slcan, socketcan, ...)")
     p.add_argument("-c", "--channel", help="channel (/dev/ttyACM0, can0, ...)")
-    p.add_argument("-b", "--bitrate", type=int, help="bitrate in bit/s")
+    p.add_argument("-b", "--bitrate", type=validate.bitrate, help="bitrate in bit/s")
     p.add_argument("--fd", action="store_true", help="CAN FD bus")
 
 

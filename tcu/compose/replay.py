@@ -5,6 +5,11 @@ Theory of operation. ``replay_file`` opens the trace and the bus setup, builds a
 in memory), schedules the ``--command`` injections, feeds the trace, lets the link drain,
 and writes the ``ReplayReport``: every frame counted by what became of it, the state at
 the end, verdicts and sessions, and what the telemetry, the backend and the link did.
+
+The report holds what the trace source said about the file (damage, truncation, no
+frame), the ids the mapping does not decode (counted on the way from the source to the
+driver), and what became of every ``--command``: the services part keeps each command's
+results, matched here by the command id each injected command is given (``trace-N``).
 """
 
 from __future__ import annotations
@@ -12,24 +17,25 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
-import os
 import tempfile
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import can
 
+from tcu.can.decoder import EXTENDED
 from tcu.can.setup import load_bus_setup, own_signals_section
-from tcu.can.sources import open_trace
+from tcu.can.sources import TraceSource, open_trace
 from tcu.compose.memory import MemoryWorld
-from tcu.core import command_event
 from tcu.errors import ConfigError, TraceError
 from tcu.link.sim import LinkConfig
 from tcu.output import Progress, table
 from tcu.runtime.host import Sink
 from tcu.services import DEFAULT_VIN, VehicleConfig
+from tcu.validate import InjectedCommand, command
 from tcu.vehicle.catalogue import CATALOGUE
 
 
@@ -43,7 +49,7 @@ class ReplayOptions:
     speed: float | None = None
     start: float | None = None
     stop: float | None = None
-    commands: tuple[str, ...] = ()
+    commands: tuple[str | InjectedCommand, ...] = ()
     out_trace: Path | None = None
     vehicle: VehicleConfig | None = None
     link: LinkConfig | None = None
@@ -68,6 +74,9 @@ class ReplayReport:
     extra: dict[str, Any] = field(default_factory=dict)
     sections: list[str] = field(default_factory=list)
     logs: list[str] = field(default_factory=list)
+    commands: list[dict[str, Any]] = field(default_factory=list)
+    unknown_ids: list[dict[str, Any]] = field(default_factory=list)
+    known_id_share: float | None = None
 
     def as_json(self) -> dict[str, Any]:
         c = self.counts
@@ -85,22 +94,128 @@ class ReplayReport:
             "vehicle_time_s": round(self.vehicle_time_s, 6),
             "wall_s": round(self.wall_s, 6),
             "frames_per_s": round(frames / self.wall_s, 1) if self.wall_s > 0 else None,
+            "known_id_share": self.known_id_share,
+            "unknown_ids": self.unknown_ids,
             "state": self.state,
+            "commands": self.commands,
             "warnings": self.warnings,
             **self.extra,
         }
 
 
-def _file_progress(trace: Path, progress: Progress | None) -> Callable[[int, float], None] | None:
+def _file_progress(
+    source: TraceSource, progress: Progress | None
+) -> Callable[[int, float], None] | None:
+    """Progress as the share of the file's bytes read, with frames and vehicle time."""
     if progress is None or not progress.enabled:
         return None
-    size = os.path.getsize(trace)
-    progress.total = 1.0
+    size = max(1, source.size)
+    progress.total = float(size)
 
     def update(n: int, now: float) -> None:
-        progress.update(0.0, f"{n:,} frames, t={now:,.0f}s ({size / 1e6:.1f} MB file)")
+        progress.update(
+            float(source.bytes_read()), f"{n:,} frames, t={now:,.0f}s ({size / 1e6:.1f} MB file)"
+        )
 
     return update
+
+
+class _IdCount:
+    """Counts the frames of every identifier the decoder has no slot for."""
+
+    def __init__(self, known: Any) -> None:
+        self.known = known
+        self.unknown: Counter[int] = Counter()
+        self.data_frames = 0
+
+    def __call__(self, frames: Iterator[can.Message]) -> Iterator[can.Message]:
+        known, unknown = self.known, self.unknown
+        n = 0
+        try:
+            for msg in frames:
+                if not (msg.is_error_frame or msg.is_remote_frame):
+                    n += 1
+                    key = (
+                        msg.arbitration_id | EXTENDED if msg.is_extended_id else msg.arbitration_id
+                    )
+                    if key not in known:
+                        unknown[key] += 1
+                yield msg
+        finally:
+            self.data_frames += n
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": f"0x{key & ~EXTENDED:X}",
+                "extended": bool(key & EXTENDED),
+                "frames": n,
+            }
+            for key, n in self.unknown.most_common()
+        ]
+
+    def share(self) -> float | None:
+        if not self.data_frames:
+            return None
+        return round(1.0 - sum(self.unknown.values()) / self.data_frames, 6)
+
+
+def _schedule_commands(world: MemoryWorld, commands: list[InjectedCommand]) -> list[str]:
+    ids = []
+    for n, c in enumerate(commands, 1):
+        command_id = f"trace-{n}"
+        world.driver.schedule(c.t, c.command(command_id))
+        ids.append(command_id)
+    return ids
+
+
+ACCEPTED = frozenset(
+    {"allowed", "allowed_with_warnings", "sent", "not_needed", "stopped", "cancelled", "completed"}
+)
+
+
+def command_reports(
+    world: MemoryWorld, commands: list[InjectedCommand], ids: list[str], end: float
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """What became of every injected command, and a warning for each one that did not go."""
+    results: dict[str, list[dict[str, Any]]] = {}
+    for body in world.host.tcu.services.command_results:
+        results.setdefault(str(body.get("command_id")), []).append(
+            {
+                "t": round(float(body["t"]), 6),
+                "status": body["status"],
+                "reasons": list(body.get("reasons", [])),
+                "warnings": list(body.get("warnings", [])),
+            }
+        )
+    out: list[dict[str, Any]] = []
+    warnings: list[str] = []
+    for c, command_id in zip(commands, ids, strict=True):
+        steps = results.get(command_id, [])
+        outcome = steps[-1]["status"] if steps else ("not_injected" if c.t > end else "unanswered")
+        out.append(
+            {
+                "spec": c.spec,
+                "t": c.t,
+                "command": c.name,
+                "argument": c.argument,
+                "command_id": command_id,
+                "injected": c.t <= end,
+                "results": steps,
+                "outcome": outcome,
+            }
+        )
+        if not steps:
+            why = (
+                f"after the end of the trace ({end:g} s), not injected"
+                if c.t > end
+                else "the TCU gave no answer"
+            )
+            warnings.append(f"--command {c.spec}: {why}")
+        elif outcome not in ACCEPTED:
+            reasons = ", ".join(steps[-1]["reasons"]) or "no reason given"
+            warnings.append(f"--command {c.spec}: {outcome} at t={steps[-1]['t']:g} s ({reasons})")
+    return out, warnings
 
 
 class _OutTrace:
@@ -123,13 +238,17 @@ def replay_file(opts: ReplayOptions, *, progress: Progress | None = None) -> Rep
     """Replay one trace through the TCU, its SIM link and the backend, in virtual time."""
     source = open_trace(opts.trace)
     setup = load_bus_setup(opts.dbc, opts.mapping, opts.signals)
-    scheduled = []
+    scheduled: list[InjectedCommand] = []
     for spec in opts.commands:
+        if isinstance(spec, InjectedCommand):
+            scheduled.append(spec)
+            continue
         try:
-            scheduled.append(command_event(spec))
+            scheduled.append(command(spec))
         except ValueError as e:
-            raise ConfigError(str(e)) from None
-    frames = iter(source)
+            raise ConfigError(f"--command {e}") from None
+    ids = _IdCount({})
+    frames: Iterator[can.Message] = iter(source)
     try:
         first = next(frames, None)
     except OSError as e:
@@ -163,15 +282,15 @@ def replay_file(opts: ReplayOptions, *, progress: Progress | None = None) -> Rep
             sinks=opts.sinks,
         )
         stack.callback(world.close)
-        for t, event in scheduled:
-            world.driver.schedule(t, event)
+        command_ids = _schedule_commands(world, scheduled)
+        ids.known = world.core.decoder.slots
         try:
             stats = world.replay(
-                itertools.chain([first], frames) if first is not None else frames,
+                ids(itertools.chain([first], frames) if first is not None else frames),
                 start=opts.start,
                 stop=opts.stop,
                 speed=opts.speed,
-                on_progress=_file_progress(opts.trace, progress),
+                on_progress=_file_progress(source, progress),
             )
             end = world.now
             drained = world.drain(opts.drain_s)
@@ -180,10 +299,31 @@ def replay_file(opts: ReplayOptions, *, progress: Progress | None = None) -> Rep
         finally:
             if out is not None:
                 out.writer.stop()
-        warnings = list(setup.warnings)
-        if source.truncated:
+        warnings = list(setup.warnings) + source.warnings
+        if source.truncated and not source.warnings:
             warnings.append(f"{opts.trace}: trace ends in a damaged record; read up to it")
-        warnings += stats.late_events
+        if source.bad_records:
+            warnings.append(
+                f"{opts.trace}: {source.bad_records:,} damaged records skipped "
+                f"(first: {source.bad_examples[0] if source.bad_examples else '?'})"
+            )
+        if ids.data_frames and ids.share() == 0.0:
+            warnings.append(
+                f"no frame matches {setup.dbc_path.name} (as mapped by {setup.mapping_path.name}):"
+                f" is this the right DBC? {len(ids.unknown)} unknown ids"
+            )
+        if (
+            opts.start is not None
+            and first is not None
+            and stats.skipped_before_start
+            and (stats.vehicle_time_s <= 0)
+        ):
+            warnings.append(
+                f"--start {opts.start:g} s is after the last frame ({world.now:g} s): "
+                "no frame was replayed"
+            )
+        commands_done, command_warnings = command_reports(world, scheduled, command_ids, end)
+        warnings += command_warnings
         if stats.time_reversals:
             warnings.append(f"{opts.trace}: timestamps went backwards {stats.time_reversals} times")
         if not drained:
@@ -208,15 +348,25 @@ def replay_file(opts: ReplayOptions, *, progress: Progress | None = None) -> Rep
             warnings=warnings,
             examples=source.bad_examples + core.decoder.bad_examples,
             logs=world.host.logs,
+            commands=commands_done,
+            unknown_ids=ids.rows(),
+            known_id_share=ids.share(),
         )
         report.extra["can_requests_sent"] = world.host.counts.frames_sent
-        if out is not None:
-            report.extra["out_trace"] = {"path": str(opts.out_trace), "frames": out.count}
+        report.extra["out_trace"] = (
+            {"path": str(opts.out_trace), "frames": out.count} if out is not None else None
+        )
         for part in core.parts:
             contribute = getattr(part, "contribute", None)
             if contribute is not None:
                 contribute(report, end)
         report.extra.update(world.summary())
+        link_summary = report.extra.get("link")
+        if isinstance(link_summary, dict):
+            # the link's clock runs on after the last frame while the outbox drains
+            link_summary["trace_s"] = round(end - (opts.start or 0.0), 3)
+            link_t = float(link_summary.get("t", world.now))
+            link_summary["after_trace_s"] = round(max(0.0, link_t - end), 3)
         report.sections.append(render_world(report.extra))
         own = own_signals_section(setup.mapping, core.state, end)
         if own is not None:
@@ -245,6 +395,7 @@ def render_world(extra: dict[str, Any]) -> str:
             ("time registered home (s)", link.get("time_home_s")),
             ("time registered roaming (s)", link.get("time_roaming_s")),
             ("time unregistered (s)", link.get("time_unregistered_s")),
+            ("  of which after the last frame, draining (s)", link.get("after_trace_s")),
             ("PLMNs seen", ", ".join(link.get("plmns_seen", []))),
             ("registrations after the first", link.get("reconnects")),
             ("MQTT sessions (re)started", link.get("uplink_connects")),

@@ -19,11 +19,18 @@ the SocketCAN layout (``linux/can/error.h``: the class in the identifier, contro
 in byte 1), which python-can's socketcan, virtual and udp_multicast interfaces carry as
 is; other interfaces' error frames are counted, not classified. The live driver reopens
 a lost bus on a ``tcu.runtime.backoff.Backoff`` schedule, reset by a successful open.
+
+A ``udp_multicast`` bus is opened isolated (``isolate_multicast``): Linux delivers to a
+socket bound to a port the datagrams of every group any socket on the machine joined on
+that port, unless ``IP_MULTICAST_ALL`` is off, so two benches on one machine would hear
+each other's vans. With it off, a bus hears only the group it named.
 """
 
 from __future__ import annotations
 
 import contextlib
+import socket
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -173,7 +180,36 @@ def open_bus(spec: BusSpec) -> can.BusABC:
     except (can.CanError, ValueError, TypeError, OSError, ImportError, NotImplementedError) as e:
         text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise BusError(f"cannot open CAN bus {spec.describe()}: {text}") from None
+    if spec.interface == "udp_multicast":
+        isolate_multicast(bus)
     return bus
+
+
+# linux/in.h and linux/in6.h; Python's socket module names neither
+IP_MULTICAST_ALL: int | None = 49 if sys.platform.startswith("linux") else None
+IPV6_MULTICAST_ALL: int | None = 29 if sys.platform.startswith("linux") else None
+
+
+def isolate_multicast(bus: Any) -> bool:
+    """Make a python-can ``udp_multicast`` bus drop other groups' datagrams on its port.
+
+    True when done; False where the platform has no such option (elsewhere than Linux the
+    socket already receives only the groups it joined) or the bus has no such socket.
+    """
+    sock = getattr(getattr(bus, "_multicast", None), "_socket", None)
+    return isinstance(sock, socket.socket) and isolate_socket(sock)
+
+
+def isolate_socket(sock: socket.socket) -> bool:
+    """``IP_MULTICAST_ALL`` (or its IPv6 twin) off on ``sock``; False where there is none."""
+    if sock.family == socket.AF_INET6:
+        level, option = socket.IPPROTO_IPV6, IPV6_MULTICAST_ALL
+    else:
+        level, option = socket.IPPROTO_IP, IP_MULTICAST_ALL
+    if option is None:
+        return False
+    sock.setsockopt(level, option, 0)
+    return True
 
 
 def close_bus(bus: can.BusABC) -> None:

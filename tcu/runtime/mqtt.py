@@ -39,6 +39,7 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from tcu import validate
 from tcu.errors import ConfigError
 from tcu.runtime.backoff import Backoff
 from tcu.telemetry.uplink import UplinkQueue, UplinkStats
@@ -130,10 +131,23 @@ class BrokerURL:
         return context
 
 
-def add_broker_arguments(parser: Any, default: str | None = None) -> None:
-    """``--broker URL`` plus ``--ca``, ``--cert``, ``--key`` for an mqtts:// broker."""
+def add_broker_arguments(
+    parser: Any, default: str | None = None, *, also: tuple[str, ...] = ()
+) -> None:
+    """``--broker URL`` plus ``--ca``, ``--cert``, ``--key`` for an mqtts:// broker.
+
+    ``also`` names words the command takes in place of a URL (``tcu demo``'s mosquitto-tls).
+    """
+
+    def broker(text: str) -> str:
+        return text if text in also else validate.broker_url(text)
+
     parser.add_argument(
-        "--broker", default=default, metavar="URL", help="mqtt://HOST:PORT or mqtts://HOST:PORT"
+        "--broker",
+        default=default,
+        type=broker,
+        metavar="URL",
+        help="mqtt://HOST:PORT or mqtts://HOST:PORT" + "".join(f", or {w}" for w in also),
     )
     parser.add_argument("--ca", help="CA certificate file (PEM) for mqtts://")
     parser.add_argument("--cert", help="client certificate file (PEM) for mqtts://")

@@ -210,7 +210,8 @@ class ReplayDriver:
         queue[:] = kept
         heapq.heapify(queue)
         self._next_event = queue[0][0] if queue else float("inf")
-        stats.vehicle_time_s = end - (0.0 if self.start is None else max(0.0, self.start))
+        start = 0.0 if self.start is None else max(0.0, self.start)
+        stats.vehicle_time_s = max(0.0, end - start)
         wall_start = self._wall_start if self._wall_start is not None else self.clock()
         stats.wall_s = self.clock() - wall_start
         return stats

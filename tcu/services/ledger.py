@@ -43,6 +43,7 @@ class Ledger:
         self.verdicts: list[Verdict] = []
         self.transitions: list[Transition] = []
         self.commanded_departure: float | None = None
+        self.command_results: list[dict[str, Any]] = []  # every result body, for reports
         self._ids: dict[Service, Iterator[int]] = {}
 
     def new_session(self, service: Service) -> Session:
@@ -110,6 +111,7 @@ class Ledger:
             "warnings": list(verdict.warning_codes) if verdict is not None else [],
             **extra,
         }
+        self.command_results.append(body)
         return Emit(kind="command_result", body=body)
 
     def send(self, name: str, argument: str | None, now: float) -> tuple[list[Action], bool]:

@@ -66,6 +66,10 @@ class ServicesPart:
         return self.ledger.transitions
 
     @property
+    def command_results(self) -> list[dict[str, Any]]:
+        return self.ledger.command_results
+
+    @property
     def charging(self) -> Session | None:
         return self.charging_part.charging
 

@@ -11,28 +11,14 @@ from pathlib import Path
 import pytest
 
 from tcu.cli.main import main
-from tests.helpers import MODEL3_DBC, PYCAN_FIXTURES, REPO, write_mini
-
-TRACE = """(1700000000.000000) can0 3A0#0103
-(1700000000.100000) can0 3A0#0103
-(1700000000.200000) can0 123#1122
-(1700000000.300000) can0 3A0#01
-(1700000000.400000) can0 3C0#00C800
-(1700000000.500000) can0 3A0#0003
-"""
-
-
-@pytest.fixture
-def mini(tmp_path: Path) -> tuple[Path, Path, Path]:
-    d, m = write_mini(tmp_path)
-    t = tmp_path / "trace.log"
-    t.write_text(TRACE)
-    return d, m, t
+from tests.helpers import MODEL3_DBC, PYCAN_FIXTURES, REPO, assert_replay_summary
 
 
 def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, object]:
     assert main(["replay", *args, "--json"]) == 0
-    return json.loads(capsys.readouterr().out)  # type: ignore[no-any-return]
+    out = json.loads(capsys.readouterr().out)
+    assert_replay_summary(out)
+    return out  # type: ignore[no-any-return]
 
 
 def test_json_summary_counts_every_frame(mini: tuple[Path, Path, Path], capsys) -> None:  # type: ignore[no-untyped-def]
@@ -75,7 +61,7 @@ def test_start_stop(mini: tuple[Path, Path, Path], capsys) -> None:  # type: ign
         (["replay", "{t}", "--mapping", "nothere.yaml"], "nothere.yaml: mapping file not found"),
         (["replay", "{t}", "--mapping", "{m}", "--command", "5:fly"], "unknown command 'fly'"),
         (["replay", "{t}", "--mapping", "{m}", "--command", "x:lock"], "T must be seconds"),
-        (["replay", "{t}", "--mapping", "{m}", "--speed", "0"], "--speed: must be > 0"),
+        (["replay", "{t}", "--mapping", "{m}", "--speed", "0"], "argument --speed: '0'"),
         (["replay", "{t}", "--mapping", "{m}", "--out-trace", "{t}.nope"], "--out-trace"),
         (["replay", "{t}", "--frobnicate"], "unrecognized arguments"),
     ],

@@ -15,11 +15,14 @@ from tcu.compose.replay import DEFAULT_VIN, ReplayOptions, replay_file
 from tcu.link.sim import LinkConfig
 from tcu.services import VehicleConfig
 from tcu.telemetry.policy import TelemetryConfig
+from tests.helpers import assert_replay_summary
 
 
 def test_cross_border_registers_home_then_roams_with_service_billing(capsys) -> None:  # type: ignore[no-untyped-def]
     assert main(["replay", str(TRACES / "cross_border.log"), "--json"]) == 0
-    link = json.loads(capsys.readouterr().out)["link"]
+    summary = json.loads(capsys.readouterr().out)
+    assert_replay_summary(summary)
+    link = summary["link"]
     assert link["plmns_seen"][:2] == ["242-01", "240-08"]  # Telenor Norge, then Telenor Sverige
     assert link["countries_seen"][:2] == ["NO", "SE"]
     se = link["bytes_by_plmn"]["240-08"]
