@@ -19,6 +19,7 @@ from tcu.errors import TcuError
 SUBCOMMANDS = (
     "demo",
     "replay",
+    "plot",
     "generate",
     "provision",
     "run",

@@ -8,10 +8,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tcu.cli.plot import replay_with_outputs
 from tcu.cli.to_bus import add_to_bus_arguments, run_to_bus
-from tcu.compose.replay import ReplayOptions, ReplayReport, replay_file
+from tcu.compose.replay import ReplayOptions, ReplayReport
 from tcu.errors import ConfigError
 from tcu.output import Progress, table
+from tcu.plot.outputs import Outputs, add_output_arguments, output_options
 from tcu.runtime.mqtt import add_broker_arguments, broker_from_args
 
 
@@ -34,6 +36,16 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--out-trace", help="write the TCU's own CAN frames to this file")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    shown = p.add_argument_group("timeline and export (docs/plots.md)")
+    shown.add_argument("--plot", metavar="FILE", help="draw the timeline: .png .svg .pdf .html")
+    shown.add_argument(
+        "--signal",
+        action="append",
+        default=[],
+        metavar="SIGNAL",
+        help="a signal to plot, VSS path or alias (repeatable; default: as tcu plot)",
+    )
+    add_output_arguments(shown)
     online = p.add_argument_group("through a real MQTT broker")
     add_broker_arguments(online)
     online.add_argument(
@@ -53,6 +65,8 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if (args.plot or args.export) and (args.to_bus or args.broker):
+        raise ConfigError("--plot and --export are not available with --to-bus or --broker")
     if args.to_bus:
         return run_to_bus(args)
     if args.broker:
@@ -70,9 +84,16 @@ def run(args: argparse.Namespace) -> int:
         commands=tuple(args.command),
         out_trace=Path(args.out_trace) if args.out_trace else None,
     )
+    outputs = Outputs(output_options(args, args.plot, args.signal, "--plot"))
     progress = Progress("replay", total=None)
-    report = replay_file(opts, progress=None if args.json else progress)
-    progress.close()
+    try:
+        report, written = replay_with_outputs(
+            opts, outputs, progress=None if args.json else progress
+        )
+    finally:
+        progress.close()
+    if written:
+        report.extra["written"] = [str(w) for w in written]
     for w in report.warnings:
         print(f"warning: {w}", file=sys.stderr)
     if args.json:
