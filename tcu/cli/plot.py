@@ -44,6 +44,26 @@ def register(sub: Any) -> None:
     )
     add_output_arguments(p)
     p.set_defaults(func=run)
+    intermixed(p)
+
+
+def intermixed(p: argparse.ArgumentParser) -> None:
+    """Let positionals follow options (``TRACE -o FILE SIGNAL ...``), as in the usage line."""
+    base = type(p)
+
+    class Intermixed(base):  # type: ignore[valid-type,misc]
+        _mixing = False
+
+        def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+            if self._mixing:
+                return super().parse_known_args(args, namespace)
+            self._mixing = True
+            try:
+                return self.parse_known_intermixed_args(args, namespace)
+            finally:
+                self._mixing = False
+
+    p.__class__ = Intermixed
 
 
 def replay_with_outputs(

@@ -66,10 +66,8 @@ class Series:
         if buckets:
             b = buckets[-1]
             if b[0] == idx:
-                if v < b[3]:
-                    b[3] = v
-                if v > b[4]:
-                    b[4] = v
+                b[3] = _min(b[3], v)
+                b[4] = _max(b[4], v)
                 b[5] = t
                 b[6] = v
                 return
@@ -102,7 +100,7 @@ class Series:
             if lo != hi and not (math.isnan(lo) or math.isnan(hi)):
                 ts += (t0, t0)
                 vs += (lo, hi)
-            if t1 != t0 or last != first:
+            if t1 != t0 or not _same(last, first):
                 ts.append(t1)
                 vs.append(last)
         return ts, vs
@@ -112,7 +110,12 @@ class Series:
         return {"path": self.path, "t": ts, "v": [None if math.isnan(v) else v for v in vs]}
 
 
+def _same(a: float, b: float) -> bool:
+    return a == b or (math.isnan(a) and math.isnan(b))
+
+
 def _min(a: float, b: float) -> float:
+    """The smaller, ignoring unknowns (NaN) unless both are."""
     return b if math.isnan(a) or b < a else a
 
 
