@@ -107,10 +107,24 @@ def build_figure(
     rows.append(("link", 0.55, _link(timeline, tx)))
     rows.append(("telemetry", 1.3, _telemetry(timeline, tx)))
     heights = [h for _, h, _ in rows]
-    fig = Figure(figsize=(width_in, sum(heights) + 1.0), dpi=DPI, layout="constrained")
-    axes = fig.subplots(len(rows), 1, sharex=True, gridspec_kw={"height_ratios": heights})
-    if len(rows) == 1:
-        axes = [axes]
+    # fixed margins in inches (a layout engine would measure every label twice)
+    gap, top, bottom, left, right = 0.3, 0.45, 0.6, 1.6, 0.75
+    height = sum(heights) + gap * (len(rows) - 1) + top + bottom
+    fig = Figure(figsize=(width_in, height), dpi=DPI)
+    grid = fig.add_gridspec(
+        len(rows),
+        1,
+        height_ratios=heights,
+        left=left / width_in,
+        right=1 - right / width_in,
+        top=1 - top / height,
+        bottom=bottom / height,
+        hspace=gap / (sum(heights) / len(rows)),
+    )
+    axes = [fig.add_subplot(grid[0])]
+    axes += [fig.add_subplot(grid[i], sharex=axes[0]) for i in range(1, len(rows))]
+    for ax in axes[:-1]:
+        ax.tick_params(labelbottom=False)
     x0, x1 = tx(timeline.start), tx(max(timeline.end, timeline.start + 1e-3))
     for ax, (name, _, draw) in zip(axes, rows, strict=True):
         ax.set_label(name)
@@ -124,7 +138,9 @@ def build_figure(
     _time_axis(axes[-1], tx)
     span = timeline.end - timeline.start
     head = title or "tcu timeline"
-    fig.suptitle(f"{head}  ({_hms(span)} of vehicle time)", fontsize=11, x=0.01, ha="left")
+    fig.suptitle(
+        f"{head}  ({_hms(span)} of vehicle time)", fontsize=11, x=0.01, y=0.995, ha="left", va="top"
+    )
     return fig
 
 
@@ -254,28 +270,44 @@ def verdict_text(v: dict[str, Any]) -> str:
     return f"{v['outcome']}: {codes}"
 
 
+SEVERITY = {"refused": 0, "allowed_with_warnings": 1, "allowed": 2, "not_needed": 3}
+
+
 def cluster(
-    items: Sequence[dict[str, Any]], x: Callable[[float], float], gap: float, key: str = "service"
+    items: Sequence[dict[str, Any]], x: Callable[[float], float], char: float
 ) -> list[tuple[dict[str, Any], int]]:
-    """Items of one lane closer than ``gap`` (in x units) merged into the first: (item, n)."""
-    out: list[tuple[dict[str, Any], int]] = []
-    last: dict[str, int] = {}
+    """Verdicts of one lane whose labels would overlap, merged: (the one shown, how many).
+
+    ``char`` is the width of one character of a label in x units. A group starts at its
+    first verdict and takes every later one that falls under its label; it is shown by
+    its most severe verdict (refused first), at the group's start, with ``(+N more)``.
+    """
+    groups: list[list[dict[str, Any]]] = []
+    ends: dict[str, float] = {}
+    last: dict[str, list[dict[str, Any]]] = {}
     for it in sorted(items, key=lambda i: i["t"]):
-        lane = lane_of(str(it[key]))
-        j = last.get(lane)
-        if j is not None and x(it["t"]) - x(out[j][0]["t"]) < gap:
-            out[j] = (out[j][0], out[j][1] + 1)
+        lane = lane_of(str(it["service"]))
+        group = last.get(lane)
+        if group is not None and x(it["t"]) < ends[lane]:
+            group.append(it)
+            longest = max(len(verdict_text(v)) for v in group)
+            ends[lane] = x(group[0]["t"]) + (longest + 14) * char
             continue
-        last[lane] = len(out)
-        out.append((it, 1))
+        last[lane] = [it]
+        ends[lane] = x(it["t"]) + (len(verdict_text(it)) + 14) * char
+        groups.append(last[lane])
+    out = []
+    for group in groups:
+        shown = min(group, key=lambda i: SEVERITY.get(str(i.get("outcome")), 9))
+        out.append(({**shown, "t": group[0]["t"]}, len(group)))
     return out
 
 
 def _verdicts(tl: Timeline, tx: _Time, width_in: float) -> Callable[[Any], None]:
     def draw(ax: Any) -> None:
         width = tx(tl.end) - tx(tl.start)
-        # a label takes about 2.2 inches at 6.5 pt: closer verdicts of a lane are merged
-        gap = width * 2.2 / width_in
+        # a character of a 6.5 pt label is about 0.055 inch wide
+        char = width * 0.055 / width_in
         for outcome, (marker, colour) in OUTCOME_STYLE.items():
             mine = [v for v in tl.verdicts if v["outcome"] == outcome]
             if mine:
@@ -289,7 +321,7 @@ def _verdicts(tl: Timeline, tx: _Time, width_in: float) -> Callable[[Any], None]
                     label=outcome.replace("_", " "),
                     gid=f"verdicts:{outcome}",
                 )
-        for v, n in cluster(tl.verdicts, tx, gap):
+        for v, n in cluster(tl.verdicts, tx, char):
             text = verdict_text(v) + (f" (+{n - 1} more)" if n > 1 else "")
             ax.annotate(
                 text,

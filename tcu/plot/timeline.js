@@ -71,13 +71,14 @@ function sessionsRow(r){let n=0;const lastEnd={};LANES.forEach((l,i)=>{ctx.fillS
   hits.push({x:a,x2:b,y:y,y2:y+14,text:s.session_id+': '+s.states.map(q=>fmt(q[0])+' '+q[1]).join('\n')+(s.reason?'\nreason: '+s.reason:'')});}
  return n;}
 function vtext(v){let c=v.reasons.join(', ');if(v.warnings.length)c=(c?c+' / ':'')+v.warnings.join(', ');return v.outcome+': '+(c||'-');}
+const SEV={refused:0,allowed_with_warnings:1,allowed:2,not_needed:3};
 function verdictsRow(r){LANES.forEach((l,i)=>{ctx.fillStyle='#333';ctx.font='11px sans-serif';ctx.fillText(l,4,r.y+i*28+18);});
  const groups=[];const last={};
  for(const v of D.verdicts){if(v.t<x0||v.t>x1)continue;const i=LANES.indexOf(lane(v.service));const px=X(v.t);
   const g=last[i];ctx.font='10px sans-serif';
   if(g&&px<g.end){g.items.push(v);continue;}
   const ng={i:i,px:px,items:[v],end:px+ctx.measureText(vtext(v)).width+40};groups.push(ng);last[i]=ng;}
- for(const g of groups){const v=g.items[0];const y=r.y+g.i*28+14;ctx.fillStyle=OUT[v.outcome]||'#000';
+ for(const g of groups){const v=g.items.reduce((a,b)=>SEV[b.outcome]<SEV[a.outcome]?b:a);const y=r.y+g.i*28+14;ctx.fillStyle=OUT[v.outcome]||'#000';
   ctx.beginPath();ctx.arc(g.px,y,5,0,7);ctx.fill();
   ctx.font='10px sans-serif';ctx.fillText(vtext(v)+(g.items.length>1?' (+'+(g.items.length-1)+' more)':''),g.px+7,y-3);
   hits.push({x:g.px-6,x2:g.px+6,y:y-6,y2:y+6,text:g.items.map(q=>fmt(q.t)+' '+q.service+' '+vtext(q)+(q.messages.length?'\n  '+q.messages.join('\n  '):'')).join('\n')});}

@@ -90,7 +90,9 @@ def test_figure_rows_series_and_annotations(city: tuple[Timeline, dict[str, Any]
     refused = [v for v in summary["verdicts"] if v["outcome"] == "refused"]
     assert refused
     shown = " | ".join(labels)
-    assert "refused" in shown or "(+" in shown
+    # a group of verdicts is shown by its most severe one, named with its reasons
+    first = refused[0]
+    assert f"refused: {first['reasons'][0]['code']}" in shown
     # labels that would overlap are merged: the counts add up to the verdicts
     counted = sum(1 + int(m.group(1)) for m in re.finditer(r"\(\+(\d+) more\)", shown))
     plain = sum(1 for text in labels if "more)" not in text)
