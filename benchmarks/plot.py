@@ -4,10 +4,12 @@ Uses the trace of ``benchmarks/replay.py`` (at least 1,000,000 frames at the den
 a 500 kbit/s bus; written on first use) and measures, interleaved and repeated, each in
 a child process of its own: (a) ``tcu replay TRACE --json`` and (b) ``tcu plot TRACE -o
 plot.png`` (with ``--export`` also a Parquet export of every signal change). Each child's
-wall time is taken around it, its peak resident memory from ``os.wait4`` (that child
-alone). Prints both per run and, last, ``plot/replay ratio: R`` (the median over runs of
-the ratio of two runs measured back to back; target <= 1.5) and ``peak RSS MB
-plot/replay: P`` (the medians of the peaks, as ``plot MB / replay MB``).
+wall time is taken around it; its peak resident memory is the child's own ``VmHWM``
+(``/proc/self/status``, read as it exits: ``ru_maxrss`` would carry the parent's peak
+across fork and exec). A last child only imports matplotlib and saves an empty figure of
+the same size: matplotlib's own share. Prints both per run and, last, ``plot/replay
+ratio: R`` (the median over runs of the ratio of two runs measured back to back; target
+<= 1.5) and ``peak RSS MB plot/replay: P (plot MB / replay MB)`` (medians of the peaks).
 
     python benchmarks/plot.py [--frames N] [--runs K] [--format blf] [--export]
 """
@@ -28,25 +30,50 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from replay import WORK, write_trace  # noqa: E402  (benchmarks/replay.py)
 
+# ``python -m tcu ARGV`` that writes its own peak RSS (VmHWM, KiB) to $HWM_FILE at exit
+WRAPPER = """
+import atexit, os, runpy, sys
 
-def child(argv: list[str]) -> tuple[float, float]:
+def hwm():
+    with open("/proc/self/status") as f:
+        kib = next(line.split()[1] for line in f if line.startswith("VmHWM:"))
+    with open(os.environ["HWM_FILE"], "w") as out:
+        out.write(kib)
+
+atexit.register(hwm)
+sys.argv = ["tcu", *sys.argv[1:]]
+runpy.run_module("tcu", run_name="__main__", alter_sys=True)
+"""
+
+
+def child(argv: list[str], scratch: Path) -> tuple[float, float]:
     """Run ``python -m tcu ARGV``; (wall seconds, peak RSS in MB) of that child alone."""
+    hwm = scratch / "hwm"
+    hwm.unlink(missing_ok=True)
     t = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tcu", *argv],
+    proc = subprocess.run(
+        [sys.executable, "-c", WRAPPER, *argv],
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        env={**os.environ, "HWM_FILE": str(hwm)},
+        check=False,
     )
-    _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    if proc.stderr:
-        proc.stderr.close()
     if proc.returncode != 0:
+        err = proc.stderr.decode()
         raise SystemExit(f"tcu {' '.join(argv)} failed ({proc.returncode}):\n{err}")
-    return wall, usage.ru_maxrss / 1024.0  # ru_maxrss is in KiB on Linux
+    return wall, int(hwm.read_text()) / 1024.0
+
+
+# matplotlib's own share: import it and save an empty figure of the plot's size
+MATPLOTLIB_ALONE = """
+import sys
+from matplotlib.figure import Figure
+fig = Figure(figsize=(14, 15), dpi=100)
+fig.subplots(9, 1, sharex=True)
+fig.savefig(sys.argv[1])
+"""
 
 
 def main() -> int:
@@ -73,13 +100,21 @@ def main() -> int:
             order = ("replay", "plot") if run % 2 == 0 else ("plot", "replay")
             pair = {}
             for kind in order:
-                wall, peak = child(commands[kind])
+                wall, peak = child(commands[kind], out)
                 walls[kind].append(wall)
                 peaks[kind].append(peak)
                 pair[kind] = wall
                 print(f"  run {run + 1} {kind:<7} {wall:7.2f} s  {peak:7.1f} MB", file=sys.stderr)
             ratios.append(pair["plot"] / pair["replay"])
         size = (out / "plot.png").stat().st_size
+        hwm = out / "hwm"
+        code = MATPLOTLIB_ALONE + WRAPPER.split("atexit.register(hwm)")[0] + "hwm()\n"
+        subprocess.run(
+            [sys.executable, "-c", code, str(out / "empty.png")],
+            env={**os.environ, "HWM_FILE": str(hwm)},
+            check=True,
+        )
+        alone = int(hwm.read_text()) / 1024.0
     print(f"{'':<8}{'frames':>12}{'wall s':>10}{'peak RSS MB':>14}")
     for kind in ("replay", "plot"):
         wall = statistics.median(walls[kind])
@@ -88,6 +123,7 @@ def main() -> int:
     also = " and a Parquet export" if args.export else ""
     print(f"(plot: {trace.name} to a {size / 1024:.0f} KiB PNG{also};")
     print(" each a child process with its interpreter start; ratio: median of back-to-back pairs)")
+    print(f"matplotlib alone (import, save an empty figure of that size): {alone:.0f} MB peak RSS")
     print(f"plot/replay ratio: {statistics.median(ratios):.2f}")
     plot_mb, replay_mb = statistics.median(peaks["plot"]), statistics.median(peaks["replay"])
     print(f"peak RSS MB plot/replay: {plot_mb / replay_mb:.2f} ({plot_mb:.0f} / {replay_mb:.0f})")

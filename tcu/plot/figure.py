@@ -102,7 +102,7 @@ def build_figure(
         rows.append((f"signals:{unit}", 1.5, _numeric(timeline, tx, unit, paths)))
     if lanes:
         rows.append(("states", 0.3 * len(lanes) + 0.3, _states(timeline, tx, lanes)))
-    rows.append(("sessions", 1.1, _sessions(timeline, tx)))
+    rows.append(("sessions", 1.1, _sessions(timeline, tx, width_in)))
     rows.append(("verdicts", 1.5, _verdicts(timeline, tx, width_in)))
     rows.append(("link", 0.55, _link(timeline, tx)))
     rows.append(("telemetry", 1.3, _telemetry(timeline, tx)))
@@ -225,12 +225,11 @@ def _states(tl: Timeline, tx: _Time, lanes: list[str]) -> Callable[[Any], None]:
     return draw
 
 
-def _sessions(tl: Timeline, tx: _Time) -> Callable[[Any], None]:
+def _sessions(tl: Timeline, tx: _Time, width_in: float) -> Callable[[Any], None]:
     def draw(ax: Any) -> None:
         spans = tl.sessions()
         width = tx(tl.end) - tx(tl.start)
         least = width / 700.0  # a session of a second stays visible on a 13-hour axis
-        last_label_end: dict[str, float] = {}
         for s in spans:
             y = SERVICE_LANES.index(lane_of(s["service"]))
             a, b = tx(s["start"]), tx(s["end"])
@@ -243,17 +242,24 @@ def _sessions(tl: Timeline, tx: _Time) -> Callable[[Any], None]:
                 ax.broken_barh(
                     [(act, max(b - act, least))], (y - 0.3, 0.6), color=colour, alpha=0.8
                 )
-            text = f"{s['session_id']} {s['state']}"
-            if a >= last_label_end.get(s["service"], -math.inf):
-                ax.annotate(
-                    text,
-                    (a, y + 0.32),
-                    fontsize=6.5,
-                    va="bottom",
-                    annotation_clip=True,
-                    gid="session-label",
-                )
-                last_label_end[s["service"]] = a + width * len(text) / 190.0
+        # labels: the longest sessions first, each where it covers no other label
+        placed: dict[int, list[tuple[float, float]]] = {}
+        for s in sorted(spans, key=lambda s: s["start"] - s["end"]):
+            y = SERVICE_LANES.index(lane_of(s["service"]))
+            text = f"{s['session_id']} {s['state'].replace('_', ' ')}"
+            a = tx(s["start"])
+            b = a + width * (len(text) + 2) * 0.055 / width_in
+            if any(a < q and p < b for p, q in placed.get(y, [])):
+                continue
+            placed.setdefault(y, []).append((a, b))
+            ax.annotate(
+                text,
+                (a, y + 0.32),
+                fontsize=6.5,
+                va="bottom",
+                annotation_clip=True,
+                gid="session-label",
+            )
         ax.set_yticks(
             range(len(SERVICE_LANES)), ["charging", "precond.", "lock/unlock"], fontsize=7.5
         )
@@ -264,10 +270,12 @@ def _sessions(tl: Timeline, tx: _Time) -> Callable[[Any], None]:
 
 
 def verdict_text(v: dict[str, Any]) -> str:
-    codes = ", ".join(v["reasons"]) or ("-" if not v["warnings"] else "")
+    """``refused: rfid_rejected / not_full_by_departure`` (reasons / warnings)."""
+    codes = ", ".join(v["reasons"])
     if v["warnings"]:
         codes = (codes + " / " if codes else "") + ", ".join(v["warnings"])
-    return f"{v['outcome']}: {codes}"
+    outcome = str(v["outcome"]).replace("_", " ")
+    return f"{outcome}: {codes}" if codes else outcome
 
 
 SEVERITY = {"refused": 0, "allowed_with_warnings": 1, "allowed": 2, "not_needed": 3}

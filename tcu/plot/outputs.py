@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tcu.errors import ConfigError
-from tcu.plot.deps import require
+from tcu.plot.deps import check_installed
 from tcu.plot.export import SignalExport, check_export_path
 from tcu.plot.signals import resolve
 from tcu.plot.timeline import Timeline, TimelineRecorder
@@ -42,7 +42,7 @@ def check_plot_path(path: Path, option: str) -> None:
     if not path.parent.is_dir():
         raise ConfigError(f"{option} {path}: folder {path.parent} does not exist")
     if suffix != ".html":
-        require("matplotlib", f"{option} {path}")
+        check_installed("matplotlib", f"{option} {path}")
 
 
 class Outputs:

@@ -70,7 +70,7 @@ function sessionsRow(r){let n=0;const lastEnd={};LANES.forEach((l,i)=>{ctx.fillS
   if(a>=(lastEnd[i]||0)){ctx.fillStyle='#222';ctx.fillText(txt,a+2,y+11);lastEnd[i]=a+tw+6;}
   hits.push({x:a,x2:b,y:y,y2:y+14,text:s.session_id+': '+s.states.map(q=>fmt(q[0])+' '+q[1]).join('\n')+(s.reason?'\nreason: '+s.reason:'')});}
  return n;}
-function vtext(v){let c=v.reasons.join(', ');if(v.warnings.length)c=(c?c+' / ':'')+v.warnings.join(', ');return v.outcome+': '+(c||'-');}
+function vtext(v){let c=v.reasons.join(', ');if(v.warnings.length)c=(c?c+' / ':'')+v.warnings.join(', ');const o=v.outcome.replace(/_/g,' ');return c?o+': '+c:o;}
 const SEV={refused:0,allowed_with_warnings:1,allowed:2,not_needed:3};
 function verdictsRow(r){LANES.forEach((l,i)=>{ctx.fillStyle='#333';ctx.font='11px sans-serif';ctx.fillText(l,4,r.y+i*28+18);});
  const groups=[];const last={};

@@ -234,10 +234,17 @@ def test_a_missing_library_names_the_extra(
             raise ImportError(name)
         return real(name)
 
+    real_spec = deps.importlib.util.find_spec
+
+    def no_spec(name: str) -> Any:
+        return None if name.startswith(("matplotlib", "pyarrow")) else real_spec(name)
+
     monkeypatch.setattr(deps.importlib, "import_module", no_matplotlib)
+    monkeypatch.setattr(deps.importlib.util, "find_spec", no_spec)
     assert main(["plot", str(CITY), "-o", str(tmp_path / "x.png")]) == 2
     err = capsys.readouterr().err
     assert "needs the Python package matplotlib" in err and "pip install 'tcu-sim[plot]'" in err
+    assert "frames" not in err and not list(tmp_path.iterdir())  # before any replay
     assert main(["replay", str(CITY), "--export", str(tmp_path / "x.parquet")]) == 2
     assert "pyarrow" in capsys.readouterr().err
 
