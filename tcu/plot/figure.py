@@ -49,6 +49,7 @@ STATE_COLOURS: dict[str, str] = {
     "cancelled": "#9e9e9e",
     "stopped": "#616161",
 }
+RUNNING = "#1565c0"
 SERVICE_LANES = ("charging", "preconditioning", "lock")
 LINK_COLOURS = {"home": "#a5d6a7", "roaming": "#ffcc80", "unregistered": "#ef9a9a"}
 ENUM_COLOURS = ("#e0e0e0", "#90caf9", "#a5d6a7", "#ffcc80", "#ce93d8", "#ef9a9a")
@@ -230,18 +231,23 @@ def _sessions(tl: Timeline, tx: _Time, width_in: float) -> Callable[[Any], None]
         spans = tl.sessions()
         width = tx(tl.end) - tx(tl.start)
         least = width / 700.0  # a session of a second stays visible on a 13-hour axis
+        # one collection per lane, colour and shade: hundreds of sessions draw at once
+        whole: dict[tuple[int, str], list[tuple[float, float]]] = {}
+        active: dict[tuple[int, str], list[tuple[float, float]]] = {}
         for s in spans:
-            y = SERVICE_LANES.index(lane_of(s["service"]))
-            a, b = tx(s["start"]), tx(s["end"])
-            colour = STATE_COLOURS.get(s["state"], "#1565c0")
-            ax.broken_barh(
-                [(a, max(b - a, least))], (y - 0.3, 0.6), color=colour, alpha=0.45, gid="session"
+            key = (
+                SERVICE_LANES.index(lane_of(s["service"])),
+                STATE_COLOURS.get(s["state"], RUNNING),
             )
+            a, b = tx(s["start"]), tx(s["end"])
+            whole.setdefault(key, []).append((a, max(b - a, least)))
             if s["active"] is not None:
                 act = tx(s["active"])
-                ax.broken_barh(
-                    [(act, max(b - act, least))], (y - 0.3, 0.6), color=colour, alpha=0.8
-                )
+                active.setdefault(key, []).append((act, max(b - act, least)))
+        for (y, colour), bars in whole.items():
+            ax.broken_barh(bars, (y - 0.3, 0.6), color=colour, alpha=0.45, gid="session")
+        for (y, colour), bars in active.items():
+            ax.broken_barh(bars, (y - 0.3, 0.6), color=colour, alpha=0.8, gid="session-active")
         # labels: the longest sessions first, each where it covers no other label
         placed: dict[int, list[tuple[float, float]]] = {}
         for s in sorted(spans, key=lambda s: s["start"] - s["end"]):
@@ -292,17 +298,20 @@ def cluster(
     """
     groups: list[list[dict[str, Any]]] = []
     ends: dict[str, float] = {}
+    longest: dict[str, int] = {}
     last: dict[str, list[dict[str, Any]]] = {}
     for it in sorted(items, key=lambda i: i["t"]):
         lane = lane_of(str(it["service"]))
         group = last.get(lane)
+        n = len(verdict_text(it))
         if group is not None and x(it["t"]) < ends[lane]:
             group.append(it)
-            longest = max(len(verdict_text(v)) for v in group)
-            ends[lane] = x(group[0]["t"]) + (longest + 14) * char
+            longest[lane] = max(longest[lane], n)
+            ends[lane] = x(group[0]["t"]) + (longest[lane] + 14) * char
             continue
         last[lane] = [it]
-        ends[lane] = x(it["t"]) + (len(verdict_text(it)) + 14) * char
+        longest[lane] = n
+        ends[lane] = x(it["t"]) + (n + 14) * char
         groups.append(last[lane])
     out = []
     for group in groups:
