@@ -82,7 +82,7 @@ def replay_with_outputs(
                 outputs.opts.export.unlink()
         raise
     end = report.vehicle_time_s + max(0.0, opts.start or 0.0)
-    return report, outputs.finish(end)
+    return report, outputs.finish(end, start=opts.start, stop=opts.stop)
 
 
 def _fields(opts: ReplayOptions) -> dict[str, Any]:

@@ -210,6 +210,7 @@ def _states(tl: Timeline, tx: _Time, lanes: list[str]) -> Callable[[Any], None]:
             x_lo, x_hi = tx(tl.start), tx(tl.end)
             room = (x_hi - x_lo) / 90.0  # about 1/90 of the width: a short word fits
             for a, b, v in segs:
+                a, b = max(a, tl.start), min(b, tl.end)  # the part in view
                 if tx(b) - tx(a) >= room * max(1, len(spec.values[int(v)]) / 4):
                     ax.text(
                         (tx(a) + tx(b)) / 2,
@@ -379,8 +380,9 @@ def _link(tl: Timeline, tx: _Time) -> Callable[[Any], None]:
             ]
             if bars:
                 ax.broken_barh(bars, (0, 1), color=colour, label=kind, gid=f"link:{kind}")
+        lo, hi = tx(tl.start), tx(tl.end)
         for s in segs:
-            a, b = tx(s["start"]), tx(s["end"])
+            a, b = max(lo, tx(s["start"])), min(hi, tx(s["end"]))  # the part in view
             text = s["plmn"] or s["state"].replace("_", " ")
             if s["registered"] and s["operator"]:
                 text = f"{s['plmn']} {s['operator']}"

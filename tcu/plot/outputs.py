@@ -18,7 +18,7 @@ from tcu.errors import ConfigError
 from tcu.plot.deps import check_installed
 from tcu.plot.export import SignalExport, check_export_path
 from tcu.plot.signals import resolve
-from tcu.plot.timeline import Timeline, TimelineRecorder
+from tcu.plot.timeline import TimelineRecorder
 from tcu.runtime.host import Sink
 
 PLOT_SUFFIXES = (".png", ".svg", ".pdf", ".html")
@@ -69,12 +69,12 @@ class Outputs:
             return ()
         return (self.recorder,) if self.export is None else (self.recorder, self.export)
 
-    def timeline(self, end: float) -> Timeline:
-        return self.recorder.finish(end)
-
-    def finish(self, end: float) -> list[Path]:
-        """Write the plot and the export; the files written."""
-        timeline = self.timeline(end)
+    def finish(
+        self, end: float, *, start: float | None = None, stop: float | None = None
+    ) -> list[Path]:
+        """Write the plot and the export; the files written. ``start``/``stop``: the
+        replay's window, which the plot shows (the world's own timers ran from 0)."""
+        timeline = self.recorder.finish(end, start=start, stop=stop)
         written: list[Path] = []
         if self.export is not None:
             written += self.export.close(timeline)

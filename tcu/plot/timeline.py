@@ -434,8 +434,16 @@ class TimelineRecorder(TapSink):
         )
         self._seen(now)
 
-    def finish(self, end: float) -> Timeline:
-        """The timeline, ending at vehicle time ``end`` (the end of the run)."""
+    def finish(
+        self, end: float, *, start: float | None = None, stop: float | None = None
+    ) -> Timeline:
+        """The timeline, ending at vehicle time ``end`` (the end of the run), or showing
+        the window ``start``..``stop`` of the replay when it had one."""
         tl = self.timeline
         tl.end = max(tl.end, end)
+        if start is not None:
+            tl.start = max(tl.start, start)
+        if stop is not None:
+            tl.end = min(tl.end, stop)
+        tl.end = max(tl.end, tl.start)
         return tl

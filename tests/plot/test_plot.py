@@ -209,6 +209,8 @@ def test_plot_cli_with_chosen_signals(tmp_path: Path, capsys: pytest.CaptureFixt
     text = out.read_text()
     assert text.startswith("<?xml") and "<svg" in text
     assert f"wrote {out}" in capsys.readouterr().out
+    # the window is what the figure shows, to the second
+    assert "(0:01:00 of vehicle time)" in text
 
 
 @pytest.mark.parametrize(
