@@ -5,7 +5,8 @@ Theory of operation. The page is one file: the timeline as JSON in a
 (``timeline.js`` next to this module, no library) that draws it on a canvas: the same
 rows as the static figure (``tcu.plot.figure``), sharing one time axis. The wheel zooms
 around the pointer, a drag pans, a double click shows the whole run again, and hovering
-a verdict, session or link segment shows what it was. Lines are reduced to the smallest
+a verdict, session or link segment shows what it was; ``page.html#t=600,660`` opens
+on that window of vehicle time. Lines are reduced to the smallest
 and largest value per pixel column of what is in view, and verdict markers closer than a
 label's width merge into one with a count, so the page stays readable from 13 hours down
 to a minute. Nothing is loaded from the network: no ``src``, no ``href`` to anywhere.

@@ -15,6 +15,8 @@ const LANES=['charging','preconditioning','lock'];
 const lane=s=>(s==='lock'||s==='unlock')?'lock':s;
 const start=D.start,end=Math.max(D.end,D.start+1e-3);
 let x0=start,x1=end;
+const hv=/^#t=(-?[\d.]+),(-?[\d.]+)$/.exec(location.hash);
+if(hv&&+hv[2]>+hv[1]){x0=+hv[1];x1=+hv[2];}
 const rows=[];const groups={};const states=[];
 for(const s of D.signals){if(s.kind==='float'){(groups[s.unit]=groups[s.unit]||[]).push(s);}else states.push(s);}
 for(const u in groups)rows.push({kind:'num',title:u.replace('celsius','°C').replace('percent','%'),series:groups[u],h:110});
@@ -104,7 +106,7 @@ function axis(){const span=x1-x0;const want=span/10;const nice=[1,2,5,10,15,30,6
  ctx.fillText(D.clock?'UTC':'vehicle time',4,AX-8);}
 function draw(){const dpr=window.devicePixelRatio||1;const w=box.clientWidth||1200;cv.width=w*dpr;cv.height=H*dpr;
  cv.style.width=w+'px';cv.style.height=H+'px';ctx.setTransform(dpr,0,0,dpr,0,0);ctx.clearRect(0,0,w,H);hits.length=0;
- axis();const counts={rows:rows.length,lines:0,sessions:0,verdict_markers:0,link_segments:0};
+ axis();const counts={rows:rows.length,lines:0,sessions:0,verdict_markers:0,link_segments:0,view:[x0,x1]};
  for(const r of rows){ctx.save();ctx.beginPath();ctx.rect(0,r.y-2,w,r.h+4);ctx.clip();
   ctx.fillStyle='#fafafa';ctx.fillRect(L,r.y,w-L-R,r.h);
   if(r.kind==='num'){counts.lines+=numRow(r);ctx.fillStyle='#333';ctx.font='11px sans-serif';ctx.fillText(r.title,4,r.y+14);}

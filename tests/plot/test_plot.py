@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import shutil
@@ -276,14 +275,8 @@ def chromium() -> str:
     return binary
 
 
-def test_the_page_draws_in_a_real_browser(
-    city: tuple[Timeline, dict[str, Any], Path], tmp_path: Path
-) -> None:
-    binary = chromium()
-    tl, summary, _ = city
-    page = tmp_path / "city.html"
-    page.write_text(timeline_page(tl, title="city"))
-    profile = tmp_path / "profile"
+def rendered(binary: str, url: str, profile: Path) -> dict[str, Any]:
+    """What the page's script drew, as it reports it on ``<body data-rendered>``."""
     run = subprocess.run(
         [
             binary,
@@ -294,7 +287,7 @@ def test_the_page_draws_in_a_real_browser(
             f"--user-data-dir={profile}",
             "--window-size=1400,1200",
             "--dump-dom",
-            page.as_uri(),
+            url,
         ],
         capture_output=True,
         text=True,
@@ -303,11 +296,30 @@ def test_the_page_draws_in_a_real_browser(
     )
     m = re.search(r'data-rendered="([^"]*)"', run.stdout)
     assert m is not None, run.stderr[-2000:]
-    counts = json.loads(m.group(1).replace("&quot;", '"'))
-    assert counts["sessions"] == len({s["session_id"] for s in summary["sessions"]})
-    assert 0 < counts["verdict_markers"] <= len(summary["verdicts"])
-    assert counts["lines"] >= 4 and counts["link_segments"] >= 1
-    assert not math.isnan(float(counts["rows"]))
+    counts: dict[str, Any] = json.loads(m.group(1).replace("&quot;", '"'))
+    return counts
+
+
+def test_the_page_draws_in_a_real_browser(
+    city: tuple[Timeline, dict[str, Any], Path], tmp_path: Path
+) -> None:
+    binary = chromium()
+    tl, summary, _ = city
+    page = tmp_path / "city.html"
+    page.write_text(timeline_page(tl, title="city"))
+    whole = rendered(binary, page.as_uri(), tmp_path / "profile")
+    assert whole["sessions"] == len({s["session_id"] for s in summary["sessions"]})
+    assert 0 < whole["verdict_markers"] <= len(summary["verdicts"])
+    assert whole["lines"] >= 4 and whole["link_segments"] >= 1
+    assert whole["view"] == [pytest.approx(tl.start), pytest.approx(tl.end)]
+    # zoomed to one minute around the last verdict: only what falls in it is drawn
+    t = summary["verdicts"][-1]["t"]
+    minute = rendered(binary, f"{page.as_uri()}#t={t - 30},{t + 30}", tmp_path / "profile")
+    assert minute["view"] == [pytest.approx(t - 30), pytest.approx(t + 30)]
+    in_view = [v for v in summary["verdicts"] if t - 30 <= v["t"] <= t + 30]
+    assert 1 <= minute["verdict_markers"] <= len(in_view) < len(summary["verdicts"])
+    spans = [s for s in tl.sessions() if s["end"] >= t - 30 and s["start"] <= t + 30]
+    assert minute["sessions"] == len(spans) < whole["sessions"]
 
 
 def test_verdict_text_names_outcome_and_reasons() -> None:
