@@ -7,7 +7,8 @@ plot.png`` (with ``--export`` also a Parquet export of every signal change). Eac
 wall time is taken around it; its peak resident memory is the child's own ``VmHWM``
 (``/proc/self/status``, read as it exits: ``ru_maxrss`` would carry the parent's peak
 across fork and exec). A last child only imports matplotlib and saves an empty figure of
-the same size: matplotlib's own share. Prints both per run and, last, ``plot/replay
+the same size: matplotlib's own share; another plots the first tenth of the trace: a
+plot's memory does not grow with the trace. Prints both per run and, last, ``plot/replay
 ratio: R`` (the median over runs of the ratio of two runs measured back to back; target
 <= 1.5) and ``peak RSS MB plot/replay: P (plot MB / replay MB)`` (medians of the peaks).
 
@@ -17,6 +18,7 @@ ratio: R`` (the median over runs of the ratio of two runs measured back to back;
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -46,15 +48,17 @@ runpy.run_module("tcu", run_name="__main__", alter_sys=True)
 """
 
 
-def child(argv: list[str], scratch: Path) -> tuple[float, float]:
-    """Run ``python -m tcu ARGV``; (wall seconds, peak RSS in MB) of that child alone."""
+def child(argv: list[str], scratch: Path, stdout: list[str] | None = None) -> tuple[float, float]:
+    """Run ``python -m tcu ARGV``; (wall seconds, peak RSS in MB) of that child alone.
+
+    ``stdout``, when given, receives what the child printed."""
     hwm = scratch / "hwm"
     hwm.unlink(missing_ok=True)
     t = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-c", WRAPPER, *argv],
         cwd=REPO,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE if stdout is not None else subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env={**os.environ, "HWM_FILE": str(hwm)},
         check=False,
@@ -63,6 +67,8 @@ def child(argv: list[str], scratch: Path) -> tuple[float, float]:
     if proc.returncode != 0:
         err = proc.stderr.decode()
         raise SystemExit(f"tcu {' '.join(argv)} failed ({proc.returncode}):\n{err}")
+    if stdout is not None:
+        stdout.append(proc.stdout.decode())
     return wall, int(hwm.read_text()) / 1024.0
 
 
@@ -100,7 +106,10 @@ def main() -> int:
             order = ("replay", "plot") if run % 2 == 0 else ("plot", "replay")
             pair = {}
             for kind in order:
-                wall, peak = child(commands[kind], out)
+                printed: list[str] = []
+                wall, peak = child(commands[kind], out, printed if kind == "replay" else None)
+                if printed:
+                    span = json.loads(printed[0])["vehicle_time_s"]
                 walls[kind].append(wall)
                 peaks[kind].append(peak)
                 pair[kind] = wall
@@ -115,6 +124,8 @@ def main() -> int:
             check=True,
         )
         alone = int(hwm.read_text()) / 1024.0
+        # the first tenth of the trace: a plot's memory must not grow with the trace
+        _, short_peak = child([*plot, "--stop", f"{span / 10:.3f}"], out)
     print(f"{'':<8}{'frames':>12}{'wall s':>10}{'peak RSS MB':>14}")
     for kind in ("replay", "plot"):
         wall = statistics.median(walls[kind])
@@ -124,6 +135,7 @@ def main() -> int:
     print(f"(plot: {trace.name} to a {size / 1024:.0f} KiB PNG{also};")
     print(" each a child process with its interpreter start; ratio: median of back-to-back pairs)")
     print(f"matplotlib alone (import, save an empty figure of that size): {alone:.0f} MB peak RSS")
+    print(f"plot of the first tenth of the trace: {short_peak:.0f} MB peak RSS")
     print(f"plot/replay ratio: {statistics.median(ratios):.2f}")
     plot_mb, replay_mb = statistics.median(peaks["plot"]), statistics.median(peaks["replay"])
     print(f"peak RSS MB plot/replay: {plot_mb / replay_mb:.2f} ({plot_mb:.0f} / {replay_mb:.0f})")

@@ -29,7 +29,6 @@ from tcu.vehicle.catalogue import CATALOGUE
 
 FORMATS = (".csv", ".parquet")
 ROW_GROUP = 65_536
-TABLES = ("verdicts", "sessions", "commands", "link")
 
 
 def column(path: str) -> str:
@@ -177,74 +176,76 @@ class SignalExport(TapSink):
         return written
 
 
-def _table_rows(timeline: Timeline, name: str) -> tuple[list[str], list[str], list[list[Any]]]:
-    if name == "verdicts":
-        cols = ["time_s", "service", "outcome", "reasons", "warnings"]
-        types = ["float", "str", "str", "str", "str"]
-        rows = [
-            [v["t"], v["service"], v["outcome"], ";".join(v["reasons"]), ";".join(v["warnings"])]
-            for v in timeline.verdicts
-        ]
-    elif name == "sessions":
-        cols = ["time_s", "boot", "service", "session_id", "from_state", "to_state", "event"]
-        cols.append("reason")
-        types = ["float", "float", "str", "str", "str", "str", "str", "str"]
-        rows = [
-            [
-                t["t"],
-                float(t["boot"]),
-                t["service"],
-                t["session_id"],
-                t["from_state"],
-                t["to_state"],
-                t["event"],
-                t["reason"],
-            ]
-            for t in timeline.transitions
-        ]
-    elif name == "commands":
-        cols = ["time_s", "command", "command_id", "source", "status", "session_id", "reasons"]
-        types = ["float", "str", "str", "str", "str", "str", "str"]
-        rows = [
-            [
-                c["t"],
-                c["command"],
-                c["command_id"],
-                c["source"],
-                c["status"],
-                c["session_id"],
-                ";".join(c["reasons"]),
-            ]
-            for c in timeline.commands
-        ]
-    else:
-        cols = ["time_s", "state", "registered", "plmn", "operator", "country", "roaming"]
-        types = ["float", "str", "bool", "str", "str", "str", "bool"]
-        rows = [
-            [
-                c["t"],
-                c["state"],
-                c["registered"],
-                c["plmn"],
-                c["operator"],
-                c["country"],
-                c["roaming"],
-            ]
-            for c in timeline.link
-        ]
-    return cols, types, rows
+# table name -> the timeline's list, and (column, key, type) per column; lists join with ";"
+TABLE_COLUMNS: dict[str, tuple[str, tuple[tuple[str, str, str], ...]]] = {
+    "verdicts": (
+        "verdicts",
+        (
+            ("time_s", "t", "float"),
+            ("service", "service", "str"),
+            ("outcome", "outcome", "str"),
+            ("reasons", "reasons", "list"),
+            ("warnings", "warnings", "list"),
+        ),
+    ),
+    "sessions": (
+        "transitions",
+        (
+            ("time_s", "t", "float"),
+            ("boot", "boot", "float"),
+            ("service", "service", "str"),
+            ("session_id", "session_id", "str"),
+            ("from_state", "from_state", "str"),
+            ("to_state", "to_state", "str"),
+            ("event", "event", "str"),
+            ("reason", "reason", "str"),
+        ),
+    ),
+    "commands": (
+        "commands",
+        (
+            ("time_s", "t", "float"),
+            ("command", "command", "str"),
+            ("command_id", "command_id", "str"),
+            ("source", "source", "str"),
+            ("status", "status", "str"),
+            ("session_id", "session_id", "str"),
+            ("reasons", "reasons", "list"),
+        ),
+    ),
+    "link": (
+        "link",
+        (
+            ("time_s", "t", "float"),
+            ("state", "state", "str"),
+            ("registered", "registered", "bool"),
+            ("plmn", "plmn", "str"),
+            ("operator", "operator", "str"),
+            ("country", "country", "str"),
+            ("roaming", "roaming", "bool"),
+        ),
+    ),
+}
+
+
+def _cell(value: Any, kind: str) -> Any:
+    if kind == "list":
+        return ";".join(value)
+    if kind == "float" and value is not None:
+        return float(value)
+    return value
 
 
 def write_tables(timeline: Timeline, path: Path) -> list[Path]:
     """The event tables next to ``path``; the files written."""
     out = []
-    for name in TABLES:
-        cols, types, rows = _table_rows(timeline, name)
+    for name, (source, columns) in TABLE_COLUMNS.items():
         target = table_path(path, name)
-        writer = _Rows(target, cols, types)
+        types = [("str" if kind == "list" else kind) for _, _, kind in columns]
+        writer = _Rows(target, [c for c, _, _ in columns], types)
         try:
-            for row in rows:
-                writer.add(row)
+            for item in getattr(timeline, source):
+                writer.add([_cell(item[key], kind) for _, key, kind in columns])
         finally:
             writer.close()
         out.append(target)

@@ -58,6 +58,13 @@ DPI = 100
 SUFFIXES = (".png", ".svg", ".pdf")
 
 
+def _service_axis(ax: Any, name: str) -> None:
+    """One lane per service, as the sessions and the verdicts rows have."""
+    ax.set_yticks(range(len(SERVICE_LANES)), ["charging", "precond.", "lock/unlock"], fontsize=7.5)
+    ax.set_ylim(-0.6, len(SERVICE_LANES) - 0.1)
+    ax.set_ylabel(name, fontsize=9)
+
+
 def lane_of(service: str) -> str:
     return "lock" if service in ("lock", "unlock") else service
 
@@ -267,11 +274,7 @@ def _sessions(tl: Timeline, tx: _Time, width_in: float) -> Callable[[Any], None]
                 annotation_clip=True,
                 gid="session-label",
             )
-        ax.set_yticks(
-            range(len(SERVICE_LANES)), ["charging", "precond.", "lock/unlock"], fontsize=7.5
-        )
-        ax.set_ylim(-0.6, len(SERVICE_LANES) - 0.1)
-        ax.set_ylabel("sessions", fontsize=9)
+        _service_axis(ax, "sessions")
 
     return draw
 
@@ -351,11 +354,7 @@ def _verdicts(tl: Timeline, tx: _Time, width_in: float) -> Callable[[Any], None]
                 annotation_clip=True,
                 gid="verdict-label",
             )
-        ax.set_yticks(
-            range(len(SERVICE_LANES)), ["charging", "precond.", "lock/unlock"], fontsize=7.5
-        )
-        ax.set_ylim(-0.6, len(SERVICE_LANES) - 0.1)
-        ax.set_ylabel("verdicts", fontsize=9)
+        _service_axis(ax, "verdicts")
         if tl.verdicts:
             ax.legend(loc="upper right", fontsize=7, ncol=4, framealpha=0.7)
 
