@@ -150,8 +150,7 @@ class TapSink(Sink):
     origin_epoch = 0.0
 
     def booted(self, tcu: Tcu, now: float) -> None:
-        config = getattr(tcu.services, "config", None)
-        self.origin_epoch = float(getattr(config, "origin_epoch", 0.0) or 0.0)
+        self.origin_epoch = tcu.services.ledger.config.origin_epoch
         tcu.core.add_part(SignalTap(tcu.core.state, self.signals_changed))
 
     def signals_changed(self, changed: list[str], state: Any, now: float) -> None:
