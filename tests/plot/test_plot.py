@@ -19,7 +19,8 @@ from tcu.plot.figure import build_figure, verdict_text
 from tcu.plot.html import DATA_ID, timeline_page
 from tcu.plot.outputs import OutputOptions, Outputs
 from tcu.plot.signals import resolve
-from tcu.plot.timeline import Timeline
+from tcu.plot.timeline import SignalTap, Timeline
+from tcu.runtime.host import Sink
 from tcu.vehicle import catalogue as cat
 from tests.helpers import REPO
 
@@ -325,3 +326,23 @@ def test_the_page_draws_in_a_real_browser(
 def test_verdict_text_names_outcome_and_reasons() -> None:
     v = {"outcome": "refused", "reasons": ["rfid_rejected"], "warnings": ["cold"]}
     assert verdict_text(v) == "refused: rfid_rejected / cold"
+
+
+class _Probe(Sink):
+    def booted(self, tcu: Any, now: float) -> None:
+        self.tcu = tcu
+
+
+def test_nothing_listens_unless_a_plot_or_export_is_asked(tmp_path: Path) -> None:
+    """A replay without --plot or --export has no tap on the core (its speed is untouched)."""
+    trace = REPO / "can_traces" / "cross_border.log"
+    bare = _Probe()
+    replay_with_outputs(
+        ReplayOptions(trace=trace, sinks=(bare,)), Outputs(OutputOptions()), progress=None
+    )
+    probe = _Probe()
+    outputs = Outputs(OutputOptions(plot=tmp_path / "x.html"))
+    replay_with_outputs(ReplayOptions(trace=trace, sinks=(probe,)), outputs, progress=None)
+    assert not any(isinstance(p, SignalTap) for p in bare.tcu.core.parts)
+    taps = [p for p in probe.tcu.core.parts if isinstance(p, SignalTap)]
+    assert len(taps) == 1 and len(probe.tcu.core.parts) == len(bare.tcu.core.parts) + 1
