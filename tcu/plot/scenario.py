@@ -99,8 +99,23 @@ class CaseRecorder:
         timeline = self.recorder.finish(result.vehicle_time_s) if self.recorder else None
         if timeline is not None:  # signals the case never saw would be empty rows
             timeline.signals = [p for p in timeline.signals if timeline.series[p].buckets]
+            timeline.marks = step_marks(self.case, result)
         path.write_text(case_page(result, timeline, self.checks), encoding="utf-8")
         return path
+
+
+def step_marks(case: Case, result: CaseResult) -> list[dict[str, Any]]:
+    """The case's steps as marks on its timeline; the step where it failed in red."""
+    failed = {f.step for f in result.failures}
+    marks = []
+    for step in case.steps:
+        label = step.describe()
+        if step.index < 0 and step.action is None and not step.expect:
+            continue
+        what = label.split(": ", 1)[-1]
+        short = what if len(what) <= 48 else what[:47] + "…"
+        marks.append({"t": step.at, "text": short, "detail": what, "bad": label in failed})
+    return marks
 
 
 def _show(value: Any) -> str:

@@ -13,12 +13,13 @@ const ENUM=['#e0e0e0','#90caf9','#a5d6a7','#ffcc80','#ce93d8','#ef9a9a'];
 const COL=['#1565c0','#c62828','#2e7d32','#ef6c00','#6a1b9a','#00838f','#5d4037'];
 const LANES=['charging','preconditioning','lock'];
 const lane=s=>(s==='lock'||s==='unlock')?'lock':s;
-const start=D.start,end=Math.max(D.end,D.start+1e-3);
+const start=D.start,end=Math.max(D.end,D.start+1e-3)+Math.max(1,(D.end-D.start)*0.03);
 let x0=start,x1=end;
 const hv=/^#t=(-?[\d.]+),(-?[\d.]+)$/.exec(location.hash);
 if(hv&&+hv[2]>+hv[1]){x0=+hv[1];x1=+hv[2];}
 const rows=[];const groups={};const states=[];
 for(const s of D.signals){if(s.kind==='float'){(groups[s.unit]=groups[s.unit]||[]).push(s);}else states.push(s);}
+const MARKS=D.marks||[];if(MARKS.length)rows.push({kind:'marks',title:'steps',h:34});
 for(const u in groups)rows.push({kind:'num',title:u.replace('celsius','°C').replace('percent','%'),series:groups[u],h:110});
 if(states.length)rows.push({kind:'states',title:'',series:states,h:20*states.length+10});
 rows.push({kind:'sessions',title:'sessions',h:70});
@@ -69,7 +70,7 @@ function sessionsRow(r){let n=0;const lastEnd={};LANES.forEach((l,i)=>{ctx.fillS
   ctx.globalAlpha=0.45;ctx.fillStyle=c;ctx.fillRect(a,y,b-a,14);ctx.globalAlpha=1;
   if(s.active!==null){const aa=Math.max(L,X(s.active));ctx.fillRect(aa,y,Math.max(2,b-aa),14);}
   const txt=s.session_id+' '+s.state;const tw=ctx.measureText(txt).width;
-  if(a>=(lastEnd[i]||0)){ctx.fillStyle='#222';ctx.fillText(txt,a+2,y+11);lastEnd[i]=a+tw+6;}
+  if(a>=(lastEnd[i]||0)){ctx.fillStyle='#222';lbl(txt,a-5,y+11);lastEnd[i]=a+tw+6;}
   hits.push({x:a,x2:b,y:y,y2:y+14,text:s.session_id+': '+s.states.map(q=>fmt(q[0])+' '+q[1]).join('\n')+(s.reason?'\nreason: '+s.reason:'')});}
  return n;}
 function vtext(v){let c=v.reasons.join(', ');if(v.warnings.length)c=(c?c+' / ':'')+v.warnings.join(', ');const o=v.outcome.replace(/_/g,' ');return c?o+': '+c:o;}
@@ -82,7 +83,7 @@ function verdictsRow(r){LANES.forEach((l,i)=>{ctx.fillStyle='#333';ctx.font='11p
   const ng={i:i,px:px,items:[v],end:px+ctx.measureText(vtext(v)).width+40};groups.push(ng);last[i]=ng;}
  for(const g of groups){const v=g.items.reduce((a,b)=>SEV[b.outcome]<SEV[a.outcome]?b:a);const y=r.y+g.i*28+14;ctx.fillStyle=OUT[v.outcome]||'#000';
   ctx.beginPath();ctx.arc(g.px,y,5,0,7);ctx.fill();
-  ctx.font='10px sans-serif';ctx.fillText(vtext(v)+(g.items.length>1?' (+'+(g.items.length-1)+' more)':''),g.px+7,y-3);
+  ctx.font='10px sans-serif';lbl(vtext(v)+(g.items.length>1?' (+'+(g.items.length-1)+' more)':''),g.px,y-3);
   hits.push({x:g.px-6,x2:g.px+6,y:y-6,y2:y+6,text:g.items.map(q=>fmt(q.t)+' '+q.service+' '+vtext(q)+(q.messages.length?'\n  '+q.messages.join('\n  '):'')).join('\n')});}
  return groups.length;}
 function linkRow(r){let n=0;for(const s of D.link){if(s.end<x0||s.start>x1)continue;n++;
@@ -98,6 +99,13 @@ function telRow(r){const keys=['outbox_depth','stored','sent','acked'];const c=[
   if(prev!==null)ctx.lineTo(W()-R,Y(prev));ctx.stroke();ctx.fillStyle=c[j];ctx.font='10px sans-serif';
   ctx.fillText((k==='outbox_depth'?'outbox depth':'records '+k)+' (max '+mx+')',L+6+j*150,r.y+10);});
  ctx.fillStyle='#333';ctx.fillText('telemetry',4,r.y+14);}
+function lbl(txt,px,y){const tw=ctx.measureText(txt).width;ctx.fillText(txt,px+7+tw>W()-2?px-7-tw:px+7,y);}
+function marksRow(r){let n=0,lastEnd=-1;ctx.font='10px sans-serif';ctx.fillStyle='#333';ctx.fillText('steps',4,r.y+14);
+ for(const m of MARKS){if(m.t<x0||m.t>x1)continue;n++;const px=X(m.t);ctx.fillStyle=m.bad?'#c62828':'#555';
+  ctx.fillRect(px-1,r.y+18,2,r.h-18);const tw=ctx.measureText(m.text).width;
+  if(px>lastEnd||m.bad){lbl(m.text,px,r.y+12);lastEnd=px+tw+8;}
+  hits.push({x:px-4,x2:px+4,y:r.y,y2:r.y+r.h,text:fmt(m.t)+' '+(m.detail||m.text)});}
+ return n;}
 function axis(){const span=x1-x0;const want=span/10;const nice=[1,2,5,10,15,30,60,120,300,600,900,1800,3600,7200,10800,21600,43200,86400];
  let step=nice[nice.length-1];for(const s of nice)if(s>=want){step=s;break;}if(want<1)step=Math.pow(10,Math.ceil(Math.log10(want)));
  const base=D.clock?D.origin_epoch:0;ctx.fillStyle='#333';ctx.font='11px sans-serif';ctx.strokeStyle='#eee';
@@ -111,10 +119,11 @@ function draw(){const dpr=window.devicePixelRatio||1;const w=box.clientWidth||12
   ctx.fillStyle='#fafafa';ctx.fillRect(L,r.y,w-L-R,r.h);
   if(r.kind==='num'){counts.lines+=numRow(r);ctx.fillStyle='#333';ctx.font='11px sans-serif';ctx.fillText(r.title,4,r.y+14);}
   else if(r.kind==='states')statesRow(r);else if(r.kind==='sessions')counts.sessions=sessionsRow(r);
-  else if(r.kind==='verdicts')counts.verdict_markers=verdictsRow(r);else if(r.kind==='link')counts.link_segments=linkRow(r);else telRow(r);
+  else if(r.kind==='marks')counts.marks=marksRow(r);else if(r.kind==='verdicts')counts.verdict_markers=verdictsRow(r);else if(r.kind==='link')counts.link_segments=linkRow(r);else telRow(r);
   ctx.restore();}
  ctx.fillStyle='rgba(120,120,120,0.22)';for(const s of D.link){if(s.registered||s.end<x0||s.start>x1)continue;
   const a=Math.max(L,X(s.start)),b=Math.min(w-R,X(s.end));ctx.fillRect(a,AX,Math.max(1,b-a),H-AX);}
+ ctx.strokeStyle='rgba(198,40,40,0.6)';for(const m of MARKS){if(!m.bad||m.t<x0||m.t>x1)continue;ctx.beginPath();ctx.moveTo(X(m.t),AX);ctx.lineTo(X(m.t),H);ctx.stroke();}
  ctx.strokeStyle='#6d4c41';ctx.setLineDash([4,3]);for(const t of D.boots){if(t<x0||t>x1)continue;ctx.beginPath();ctx.moveTo(X(t),AX);ctx.lineTo(X(t),H);ctx.stroke();}
  ctx.setLineDash([]);document.body.dataset.rendered=JSON.stringify(counts);}
 let drag=null;

@@ -184,6 +184,8 @@ class Timeline:
     alarms: list[dict[str, Any]] = field(default_factory=list)
     link: list[dict[str, Any]] = field(default_factory=list)
     boots: list[float] = field(default_factory=list)
+    marks: list[dict[str, Any]] = field(default_factory=list)
+    """Instants to mark on the page: ``{t, text, bad}`` (a scenario's steps)."""
     telemetry: dict[str, Series] = field(default_factory=dict)
     omitted: dict[str, int] = field(default_factory=dict)
 
@@ -244,6 +246,7 @@ class Timeline:
             "alarms": self.alarms,
             "link": self.link_segments(),
             "boots": self.boots,
+            "marks": self.marks,
             "telemetry": {k: s.as_dict() for k, s in self.telemetry.items()},
             "omitted": self.omitted,
         }

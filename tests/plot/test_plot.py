@@ -312,7 +312,9 @@ def test_the_page_draws_in_a_real_browser(
     assert whole["sessions"] == len({s["session_id"] for s in summary["sessions"]})
     assert 0 < whole["verdict_markers"] <= len(summary["verdicts"])
     assert whole["lines"] >= 4 and whole["link_segments"] >= 1
-    assert whole["view"] == [pytest.approx(tl.start), pytest.approx(tl.end)]
+    # the whole run, and a little room after its last instant
+    pad = max(1.0, (tl.end - tl.start) * 0.03)
+    assert whole["view"] == [pytest.approx(tl.start), pytest.approx(tl.end + pad)]
     # zoomed to one minute around the last verdict: only what falls in it is drawn
     t = summary["verdicts"][-1]["t"]
     minute = rendered(binary, f"{page.as_uri()}#t={t - 30},{t + 30}", tmp_path / "profile")

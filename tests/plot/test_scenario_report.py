@@ -52,6 +52,11 @@ def test_scenario_run_report(tmp_path: Path, capsys: pytest.CaptureFixture[str],
         "refused",
         ["bonnet_open"],
     )
+    # the steps are marked on the timeline, the failing one as such
+    marks = data["marks"]
+    assert isinstance(marks, list)
+    assert [(m["t"], m["bad"]) for m in marks if m["bad"]] == [(60.0, True)]
+    assert any("command start_charging" in m["text"] for m in marks)
     assert "differs" not in pages["right"] and "PASSED" in pages["right"]
     # JUnit points at each page
     root = ET.parse(junit).getroot()
