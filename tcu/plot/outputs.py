@@ -56,6 +56,8 @@ class Outputs:
             check_export_path(opts.export)
         if opts.long and opts.export is None:
             raise ConfigError("--long: only with --export")
+        if opts.signals and opts.plot is None:
+            raise ConfigError(f"{opts.signals[0]}: signals to draw only with {opts.plot_option}")
         paths = resolve(opts.signals) if opts.plot is not None else []
         self.recorder = TimelineRecorder(paths)
         self.export = SignalExport(opts.export, long=opts.long) if opts.export else None

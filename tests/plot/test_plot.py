@@ -232,6 +232,12 @@ def test_plot_cli_errors(
     assert not list(tmp_path.iterdir())
 
 
+def test_replay_signal_needs_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", str(CITY), "--signal", "soc", "--export", str(tmp_path / "x.csv")]) == 2
+    assert "error: soc: signals to draw only with --plot" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
 def test_a_missing_library_names_the_extra(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
