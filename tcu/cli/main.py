@@ -26,6 +26,7 @@ from tcu.errors import TcuError
 SUBCOMMANDS = (
     "demo",
     "replay",
+    "plot",
     "generate",
     "provision",
     "run",

@@ -10,10 +10,12 @@ from typing import Any
 
 from tcu import validate
 from tcu.can.sources import integrity_warnings
+from tcu.cli.plot import replay_with_outputs
 from tcu.cli.to_bus import add_to_bus_arguments, run_to_bus
-from tcu.compose.replay import ReplayOptions, ReplayReport, replay_file
+from tcu.compose.replay import ReplayOptions, ReplayReport
 from tcu.errors import ConfigError
 from tcu.output import Progress, fold_unknown, table
+from tcu.plot.outputs import Outputs, add_output_arguments, output_options
 from tcu.runtime.mqtt import add_broker_arguments, broker_from_args
 
 TOP_UNKNOWN_IDS = 20
@@ -57,6 +59,16 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--strict", action="store_true", help="exit 1 when the summary holds any warning (for CI)"
     )
+    shown = p.add_argument_group("timeline and export (docs/plots.md)")
+    shown.add_argument("--plot", metavar="FILE", help="draw the timeline: .png .svg .pdf .html")
+    shown.add_argument(
+        "--signal",
+        action="append",
+        default=[],
+        metavar="SIGNAL",
+        help="a signal to plot, VSS path or alias (repeatable; default: as tcu plot)",
+    )
+    add_output_arguments(shown)
     online = p.add_argument_group("through a real MQTT broker")
     add_broker_arguments(online)
     online.add_argument(
@@ -77,6 +89,8 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     validate.check_window(args.start, args.stop)
+    if (args.plot or args.export) and (args.to_bus or args.broker):
+        raise ConfigError("--plot and --export are not available with --to-bus or --broker")
     if args.to_bus:
         return run_to_bus(args)
     if args.broker:
@@ -93,10 +107,15 @@ def run(args: argparse.Namespace) -> int:
         commands=tuple(args.command),
         out_trace=args.out_trace,
     )
+    outputs = Outputs(output_options(args, args.plot, args.signal, "--plot"))
     progress = Progress("replay", total=None)
     quiet = args.json or args.verbosity < 0
-    report = replay_file(opts, progress=None if quiet else progress)
-    progress.close()
+    try:
+        report, written = replay_with_outputs(opts, outputs, progress=None if quiet else progress)
+    finally:
+        progress.close()
+    if written:
+        report.extra["written"] = [str(w) for w in written]
     if args.json:
         print(json.dumps(summary_json(report), indent=2, sort_keys=False))
     else:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tcu import validate
+from tcu.errors import ConfigError
 from tcu.output import Progress
 from tcu.scenario.world import add_shared_options
 
@@ -91,9 +92,12 @@ def run_command(args: argparse.Namespace) -> int:
         progress.update(float(len(done)), f"{len(done)}/{len(cases)}, {failed} failed")
 
     jobs = min(args.jobs, len(cases))
+    report = Path(args.report) if args.report else None
+    if report is not None and report.exists() and not report.is_dir():
+        raise ConfigError(f"--report {report}: not a folder")
     try:
         results = run_cases(
-            cases, jobs=jobs, options=options, world=args.world, on_result=on_result
+            cases, jobs=jobs, options=options, world=args.world, on_result=on_result, report=report
         )
     finally:
         progress.close()
@@ -105,7 +109,11 @@ def run_command(args: argparse.Namespace) -> int:
             print(f"--- {r.file}::{r.case}")
             print(r.render())
             print()
+    if report is not None:
+        from tcu.plot.scenario import write_index
+
+        print(f"report: {write_index(report, results)}")
     if args.junit_xml:
-        write_junit(results, Path(args.junit_xml))
+        write_junit(results, Path(args.junit_xml), report=report)
     print(closing_line(results))
     return 1 if failed else 0

@@ -7,7 +7,9 @@ on the path relative to the rootdir. Each case of a file is one item, named by t
 case. A file with problems fails collection with every problem as ``file:line:col``.
 The case's tags become markers, registered as they are met so ``--strict-markers``
 and warnings-as-errors stay quiet, and ``-m charging`` selects. A failed case shows
-the step, then each expectation's fields, expected against actual. Heavy imports wait
+the step, then each expectation's fields, expected against actual. With
+``--scenario-report DIR`` each case writes its page there, names it in the JUnit XML
+(``report`` property), and the index is written when the session ends. Heavy imports wait
 until a scenario file is actually collected.
 """
 
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
     from tcu.scenario.runner import CaseResult
 
 SCENARIO_MARKER = "scenario"
+RESULTS = pytest.StashKey[list["CaseResult"]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -36,6 +39,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", f"{SCENARIO_MARKER}: a case of a YAML scenario file")
+    config.stash[RESULTS] = []
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """With ``--scenario-report DIR``: the index of the cases that ran."""
+    report = session.config.getoption("scenario_report")
+    results = session.config.stash.get(RESULTS, [])
+    if report and results:
+        from tcu.plot.scenario import write_index
+
+        write_index(Path(report), results)
 
 
 def _relative(path: Path, root: Path) -> Path:
@@ -102,12 +116,20 @@ class ScenarioItem(pytest.Item):
         from tcu.scenario.world import WorldOptions, resolve_factory
 
         config = self.config
+        report = config.getoption("scenario_report")
         result = run_case(
             self.case,
             options=WorldOptions(broker=config.getoption("scenario_broker")),
             factory=resolve_factory(config.getoption("scenario_world")),
+            report=Path(report) if report else None,
         )
         self.user_properties.append(("vehicle_time_s", round(result.vehicle_time_s, 6)))
+        if report:
+            from tcu.plot.scenario import result_page
+
+            config.stash[RESULTS].append(result)
+            page = str(result_page(Path(report), result).resolve())
+            self.user_properties.append(("report", page))
         if not result.passed:
             raise ScenarioFailed(result)
 

@@ -59,8 +59,12 @@ def _classname(file: str) -> str:
     return ".".join(parts).replace(" ", "_")
 
 
-def junit_xml(results: Sequence[CaseResult]) -> ET.ElementTree:
-    """JUnit XML: one ``testsuite`` per scenario file, one ``testcase`` per case."""
+def junit_xml(results: Sequence[CaseResult], report: Path | None = None) -> ET.ElementTree:
+    """JUnit XML: one ``testsuite`` per scenario file, one ``testcase`` per case.
+
+    With ``report`` (the ``--report`` folder) each case names its page: a ``report``
+    property and, in ``system-out``, ``[[ATTACHMENT|path]]`` (as Jenkins and GitLab read it).
+    """
     c = counts(results)
     root = ET.Element(
         "testsuites",
@@ -97,6 +101,11 @@ def junit_xml(results: Sequence[CaseResult]) -> ET.ElementTree:
             props = ET.SubElement(case, "properties")
             ET.SubElement(props, "property", name="vehicle_time_s", value=f"{r.vehicle_time_s:g}")
             ET.SubElement(props, "property", name="tags", value=_clean(",".join(r.tags)))
+            if report is not None:
+                from tcu.plot.scenario import result_page
+
+                page = str(result_page(report, r).resolve())
+                ET.SubElement(props, "property", name="report", value=_clean(page))
             if r.outcome != "passed":
                 tag = "failure" if r.outcome == "failed" else "error"
                 el = ET.SubElement(
@@ -106,10 +115,13 @@ def junit_xml(results: Sequence[CaseResult]) -> ET.ElementTree:
                     type="ScenarioFailure" if tag == "failure" else "ScenarioError",
                 )
                 el.text = _clean(r.render())
+            if report is not None:
+                out = ET.SubElement(case, "system-out")
+                out.text = _clean(f"[[ATTACHMENT|{page}]]")
     ET.indent(root)
     return ET.ElementTree(root)
 
 
-def write_junit(results: Sequence[CaseResult], path: Path) -> None:
+def write_junit(results: Sequence[CaseResult], path: Path, report: Path | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    junit_xml(results).write(path, encoding="utf-8", xml_declaration=True)
+    junit_xml(results, report).write(path, encoding="utf-8", xml_declaration=True)

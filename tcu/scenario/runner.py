@@ -22,9 +22,11 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Literal
 
 from tcu.errors import TcuError
+from tcu.plot.scenario import CaseRecorder
 from tcu.scenario.cases import Case, Expectation, ScenarioFile, format_time
 from tcu.scenario.loader import load_file
 from tcu.scenario.world import (
@@ -128,7 +130,11 @@ class CaseResult:
 
 
 def _expect(
-    world: World, expectations: Iterable[Expectation], now: float, step: str
+    world: World,
+    expectations: Iterable[Expectation],
+    now: float,
+    step: str,
+    pages: CaseRecorder | None = None,
 ) -> list[Failure]:
     failures = []
     for exp in expectations:
@@ -136,8 +142,12 @@ def _expect(
         try:
             obs = world.observe(exp, now)
         except NotSupported as e:
+            if pages is not None:
+                pages.checked(step, exp, None, str(e))
             failures.append(Failure(where=str(exp.where), step=step, what=what, message=str(e)))
             continue
+        if pages is not None:
+            pages.checked(step, exp, obs)
         if not obs.ok:
             message = obs.detail or "the actual values differ"
             checked = {c.name for c in obs.fields}
@@ -164,12 +174,17 @@ def run_case(
     *,
     options: WorldOptions | None = None,
     factory: WorldFactory | None = None,
+    report: Path | None = None,
 ) -> CaseResult:
-    """Run one case in a new world; TcuError (a bad trace, a bad option) propagates."""
+    """Run one case in a new world; TcuError (a bad trace, a bad option) propagates.
+
+    With ``report`` (a folder) the case's page is written there (``tcu.plot.scenario``).
+    """
     options = options or WorldOptions()
     factory = factory or resolve_factory()
     wall0 = time.perf_counter()
     world = factory(case, options)
+    pages = CaseRecorder(case, world) if report is not None else None
     failures: list[Failure] = []
     outcome: Outcome = "passed"
     now = 0.0
@@ -190,14 +205,14 @@ def run_case(
                         Failure(where=str(step.where), step=label, what=step.action, message=str(e))
                     )
             if not failures:
-                failures += _expect(world, step.expect, now, label)
+                failures += _expect(world, step.expect, now, label, pages)
             if step.index >= 0:
                 steps_run += 1
             if failures:
                 break
         else:
             now = world.finish(case.until)
-            failures += _expect(world, case.expect_end, now, f"end at {format_time(now)}")
+            failures += _expect(world, case.expect_end, now, f"end at {format_time(now)}", pages)
         if failures:
             outcome = "failed"
     except TcuError as e:
@@ -217,7 +232,7 @@ def run_case(
         outcome = "error"
     finally:
         world.close()
-    return CaseResult(
+    result = CaseResult(
         file=case.file,
         case=case.name,
         index=case.index,
@@ -229,6 +244,9 @@ def run_case(
         steps_total=sum(s.index >= 0 for s in case.steps),
         failures=tuple(failures),
     )
+    if pages is not None and report is not None:
+        pages.write(report, result)
+    return result
 
 
 @lru_cache(maxsize=64)
@@ -236,9 +254,12 @@ def _load(path: str) -> ScenarioFile:
     return load_file(path)
 
 
-def _run_job(path: str, index: int, broker: str, world: str | None) -> CaseResult:
+def _run_job(
+    path: str, index: int, broker: str, world: str | None, report: Path | None
+) -> CaseResult:
     case = _load(path).cases[index]
-    return run_case(case, options=WorldOptions(broker=broker), factory=resolve_factory(world))
+    options = WorldOptions(broker=broker)
+    return run_case(case, options=options, factory=resolve_factory(world), report=report)
 
 
 def run_cases(
@@ -248,25 +269,27 @@ def run_cases(
     options: WorldOptions | None = None,
     world: str | None = None,
     on_result: Callable[[CaseResult], None] | None = None,
+    report: Path | None = None,
 ) -> list[CaseResult]:
     """Run ``cases`` (in ``jobs`` processes when > 1); results in the order of ``cases``.
 
     ``world`` names the world factory as ``module:attribute`` (see ``resolve_factory``);
-    worker processes load each case again from its file.
+    worker processes load each case again from its file. With ``report`` each case
+    writes its page into that folder.
     """
     options = options or WorldOptions()
     results: list[CaseResult | None] = [None] * len(cases)
     if jobs <= 1 or len(cases) <= 1:
         factory = resolve_factory(world)
         for i, case in enumerate(cases):
-            results[i] = run_case(case, options=options, factory=factory)
+            results[i] = run_case(case, options=options, factory=factory, report=report)
             if on_result is not None:
                 on_result(results[i])  # type: ignore[arg-type]
     else:
         resolve_factory(world)
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             futures = {
-                pool.submit(_run_job, c.file, c.index, options.broker, world): i
+                pool.submit(_run_job, c.file, c.index, options.broker, world, report): i
                 for i, c in enumerate(cases)
             }
             try:

@@ -72,6 +72,15 @@ SHARED_OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
             "help": "also run scenarios/**/pending/ files",
         },
     ),
+    (
+        "report",
+        {
+            "default": None,
+            "metavar": "DIR",
+            "help": "write an HTML report to DIR: index.html and one page per case with its "
+            "timeline and its expected/actual table",
+        },
+    ),
 )
 """The options ``tcu scenario run`` and the pytest plugin share (``--scenario-`` there)."""
 
