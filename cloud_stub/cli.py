@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
+from cloud_stub.amqp import parse_amqp_urls
 from cloud_stub.broker import LOOPBACK, EmbeddedBroker, parse_broker_url
 from cloud_stub.commands import CommandBuilder
 from cloud_stub.errors import CloudError
@@ -33,7 +34,8 @@ from cloud_stub.service import (
     publish_once,
     read_stats,
 )
-from cloud_stub.store import Store
+from cloud_stub.store import open_store
+from cloud_stub.workers import WorkerConfig, WorkerPool, merged_stats, raise_fd_limit
 from tcu.errors import TcuError
 from tcu.telemetry.cose import key_id, public_key_from_pem
 
@@ -59,6 +61,21 @@ def _broker_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
     parser.add_argument("--cafile", help="CA certificate to trust (mqtts)")
     parser.add_argument("--certfile", help="client certificate (mqtts)")
     parser.add_argument("--keyfile", help="client certificate's key (mqtts)")
+
+
+def _db_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db",
+        metavar="URL",
+        help="the store: postgresql://USER@HOST:PORT/DB (default: DIR/store.sqlite)",
+    )
+
+
+def _checked_db(args: argparse.Namespace) -> str | None:
+    db: str | None = args.db
+    if db is not None and not db.startswith(("postgresql://", "postgres://")):
+        raise CloudError(f"--db {db!r} must be a postgresql:// URL")
+    return db
 
 
 def _tls(args: argparse.Namespace) -> TlsFiles | None:
@@ -87,6 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="without --broker: port of the embedded broker on 127.0.0.1 (%(default)s)",
     )
     serve.add_argument("-v", "--verbose", action="store_true", help="log every refusal")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        metavar="K",
+        help="K ingest processes: MQTT 5 shared subscriptions on --broker mqtt://, or competing"
+        " consumers on --broker amqp://NODE[,amqp://NODE...] (RabbitMQ); default: one, in process",
+    )
+    _db_option(serve)
     serve.set_defaults(handler=_serve)
 
     register = sub.add_parser("register", parents=[common], help="register a vehicle's key")
@@ -112,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     command.set_defaults(handler=_command)
 
     stats = sub.add_parser("stats", parents=[common], help="print stored figures and counters")
+    _db_option(stats)
     stats.set_defaults(handler=_stats)
 
     public = sub.add_parser("public-key", parents=[common], help="print the backend public key")
@@ -143,11 +170,24 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _announce_fd_limit() -> None:
+    before, after = raise_fd_limit()
+    if after != before:
+        print(f"cloud-stub: open files soft limit raised from {before} to {after}", flush=True)
+
+
 async def _serve_async(args: argparse.Namespace) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    db = _checked_db(args)
+    _announce_fd_limit()
+    if args.workers < 0:
+        raise CloudError(f"--workers {args.workers} must be at least 1")
+    if args.workers or str(args.broker or "").startswith("amqp://"):
+        await _serve_workers(args, db, stop)
+        return
     async with contextlib.AsyncExitStack() as stack:
         url = args.broker
         if url is None:
@@ -155,7 +195,7 @@ async def _serve_async(args: argparse.Namespace) -> None:
                 EmbeddedBroker(host=LOOPBACK, port=args.port)
             )
             url = embedded.url
-        backend = Backend(url, args.data, prefix=args.prefix, tls=_tls(args))
+        backend = Backend(url, args.data, prefix=args.prefix, tls=_tls(args), store=db)
         await stack.enter_async_context(backend)
         print(
             f"cloud-stub: serving {backend.address.url}, data {args.data},"
@@ -164,6 +204,56 @@ async def _serve_async(args: argparse.Namespace) -> None:
         )
         await stop.wait()
         print(f"cloud-stub: stopping; {json.dumps(backend.stats().as_dict())}", flush=True)
+
+
+async def _serve_workers(args: argparse.Namespace, db: str | None, stop: asyncio.Event) -> None:
+    broker = args.broker
+    if broker is None:
+        raise CloudError(
+            "--workers needs --broker: an MQTT 5 broker (mqtt://, e.g. Mosquitto)"
+            " or RabbitMQ nodes (amqp://...)"
+        )
+    if broker.startswith("amqp://"):
+        parse_amqp_urls(broker)
+        if args.cafile or args.certfile or args.keyfile:
+            raise CloudError("--cafile/--certfile/--keyfile need an mqtts:// broker")
+    else:
+        parse_broker_url(broker)
+    tls = _tls(args)
+    load_backend_key(args.data)  # made once here, not raced by K processes
+    Registry(args.data / REGISTRY_FILE).close()
+    open_store(db or args.data / STORE_FILE).close()
+    configs = [
+        WorkerConfig(
+            broker=broker,
+            data_dir=str(args.data),
+            prefix=args.prefix,
+            store=db,
+            index=index,
+            cafile=tls.cafile if tls else None,
+            certfile=tls.certfile if tls else None,
+            keyfile=tls.keyfile if tls else None,
+        )
+        for index in range(max(args.workers, 1))
+    ]
+    pool = WorkerPool(configs)
+    pool.start()
+    try:
+        await pool.wait_ready(timeout=60)
+        print(
+            f"cloud-stub: serving {broker} with {len(configs)} workers, data {args.data},"
+            f" store {db or args.data / STORE_FILE}",
+            flush=True,
+        )
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=0.5)
+            pool.check()
+    finally:
+        pool.stop()
+    stats = merged_stats(args.data) or {}
+    stats["restarts"] = pool.restarts
+    print(f"cloud-stub: stopping; {json.dumps(stats)}", flush=True)
 
 
 def _register(args: argparse.Namespace) -> int:
@@ -240,7 +330,7 @@ def _stats(args: argparse.Namespace) -> int:
             }
             for v in registry.vehicles()
         ]
-    with Store(args.data / STORE_FILE) as store:
+    with open_store(_checked_db(args) or args.data / STORE_FILE) as store:
         report["progress"] = [
             {
                 "vin": p.vin,
@@ -253,7 +343,7 @@ def _stats(args: argparse.Namespace) -> int:
             for p in store.progress()
         ]
         report["drops"] = {v["vin"]: store.drops(v["vin"]) for v in report["vehicles"]}
-    report["ingest"] = read_stats(args.data)
+    report["ingest"] = merged_stats(args.data) or read_stats(args.data)
     print(json.dumps(report, indent=2))
     return 0
 

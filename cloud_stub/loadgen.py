@@ -1,0 +1,168 @@
+"""Simulated vans that publish real signed batches and wait for the backend's signed acks.
+
+Theory of operation: a `SimVan` is a `VehicleDouble` (its own Ed25519 key, the real record
+schema and COSE_Sign1) with its own MQTT client (client id ``van-{VIN}``). It sends
+``records`` records of one epoch in batches of ``batch`` records, at most ``window`` batches
+awaiting their ack, each at QoS 1. The ack it trusts is the signed one on
+``{prefix}/{VIN}/ack``, verified with the backend's public key: it names the highest
+contiguous sequence number stored. When no ack moves for ``ack_timeout`` seconds it resends
+every batch above the ack; when the connection drops it connects again, to the next broker
+address in its list (a cluster's other nodes), and resends the same. So a van ends with
+every record acknowledged, whatever was lost in between; the store must hold each once.
+
+For tests and benchmarks: ``drive`` runs many vans at once, with a start ramp, and returns a
+`VanReport` per van (acked, batches sent and resent, reconnects, record-to-ack latencies).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import aiomqtt
+
+from cloud_stub.testing import VehicleDouble
+from tcu.telemetry.cose import VerifyKey
+
+__all__ = ["SimVan", "VanReport", "drive"]
+
+
+@dataclass(slots=True, kw_only=True)
+class VanReport:
+    vin: str
+    records: int
+    acked: int = 0
+    sent: int = 0
+    resent: int = 0
+    reconnects: int = 0
+    latencies: list[float] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return self.acked == self.records
+
+
+class SimVan:
+    """One van: signed batches out, signed acks in, resends and reconnects on its own."""
+
+    def __init__(
+        self,
+        double: VehicleDouble,
+        addresses: Sequence[tuple[str, int]],
+        backend_public: VerifyKey,
+        *,
+        epoch: int = 1,
+        records: int = 20,
+        batch: int = 5,
+        window: int = 4,
+        ack_timeout: float = 5.0,
+        interval: float = 0.0,
+    ) -> None:
+        if not addresses or records < 1 or batch < 1 or window < 1:
+            raise ValueError("a van needs an address, records, a batch size and a window")
+        self.double = double
+        self.addresses = list(addresses)
+        self.backend_public = backend_public
+        self.epoch = epoch
+        self.batch = batch
+        self.window = window
+        self.ack_timeout = ack_timeout
+        self.interval = interval
+        count = -(-records // batch)
+        self._payloads = [
+            double.batch(epoch, range(k * batch + 1, min((k + 1) * batch, records) + 1))
+            for k in range(count)
+        ]
+        self._sent_at: list[float | None] = [None] * count
+        self._made = 0
+        self.report = VanReport(vin=double.vin, records=records)
+
+    def _acked_batches(self) -> int:
+        return self.report.acked // self.batch if not self.report.complete else len(self._payloads)
+
+    async def run(self, *, start_index: int = 0) -> VanReport:
+        attempt = start_index
+        while not self.report.complete:
+            host, port = self.addresses[attempt % len(self.addresses)]
+            try:
+                async with aiomqtt.Client(
+                    host,
+                    port,
+                    identifier=f"van-{self.double.vin}",
+                    clean_session=True,
+                    timeout=10,
+                ) as client:
+                    await client.subscribe(self.double.topic("ack"), qos=1)
+                    await self._talk(client)
+            except aiomqtt.MqttError:
+                self.report.reconnects += 1
+                attempt += 1
+                await asyncio.sleep(0.2)
+        return self.report
+
+    async def _talk(self, client: aiomqtt.Client) -> None:
+        for k in range(self._acked_batches(), self._made):
+            await self._publish(client, k)  # resend what the last connection left owed
+        messages = client.messages
+        while not self.report.complete:
+            while self._made < len(self._payloads) and (
+                self._made - self._acked_batches() < self.window
+            ):
+                if self.interval and self._made:
+                    await asyncio.sleep(self.interval)
+                await self._publish(client, self._made)
+                self._made += 1
+            try:
+                async with asyncio.timeout(self.ack_timeout):
+                    message = await anext(messages)
+            except TimeoutError:
+                for k in range(self._acked_batches(), self._made):
+                    await self._publish(client, k)
+                continue
+            if not isinstance(message.payload, bytes):
+                continue
+            ack = VehicleDouble.read_ack(message.payload, self.backend_public)
+            if ack.epoch != self.epoch or ack.seq <= self.report.acked:
+                continue
+            before = self._acked_batches()
+            self.report.acked = min(ack.seq, self.report.records)
+            now = time.monotonic()
+            for k in range(before, self._acked_batches()):
+                sent_at = self._sent_at[k]
+                if sent_at is not None:
+                    self.report.latencies.append(now - sent_at)
+
+    async def _publish(self, client: aiomqtt.Client, k: int) -> None:
+        if self._sent_at[k] is None:
+            self._sent_at[k] = time.monotonic()
+            self.report.sent += 1
+        else:
+            self.report.resent += 1
+        await client.publish(self.double.telemetry_topic, self._payloads[k], qos=1)
+
+
+async def drive(
+    vans: Sequence[SimVan], *, ramp_per_s: float = 500.0, timeout: float = 120.0
+) -> list[VanReport]:
+    """Run every van (starting ``ramp_per_s`` a second, spread over the addresses) to the end."""
+
+    async def start(index: int, van: SimVan) -> VanReport:
+        await asyncio.sleep(index / ramp_per_s)
+        return await van.run(start_index=index)
+
+    tasks = [asyncio.create_task(start(i, van)) for i, van in enumerate(vans)]
+    try:
+        async with asyncio.timeout(timeout):
+            await asyncio.gather(*tasks)
+    except TimeoutError:
+        pass
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    return [van.report for van in vans]

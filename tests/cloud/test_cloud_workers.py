@@ -1,0 +1,109 @@
+"""``cloud-stub serve --workers K``: shared subscriptions on Mosquitto, PostgreSQL or SQLite.
+
+Simulated vans (real signed batches, real acks) publish through Mosquitto; the broker hands
+each batch to one of two worker processes, so one van's records reach both. Every van must
+end with its last record acknowledged, every record stored once.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cloud_stub.broker import MosquittoProcess
+from cloud_stub.keys import load_backend_key
+from cloud_stub.loadgen import SimVan, drive
+from cloud_stub.store import open_store
+from cloud_stub.testing import VehicleDouble
+from tests.cloud.serve_process import ServeProcess, register
+
+pytestmark = pytest.mark.mosquitto
+
+RECORDS = 40
+
+
+def vans(count: int) -> list[VehicleDouble]:
+    return [VehicleDouble(f"WV1ZZZ7HZLH{n:06d}") for n in range(1, count + 1)]
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgresql"])
+async def test_two_workers_ack_every_van_exactly(
+    db: str, mosquitto_broker: MosquittoProcess, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    data = tmp_path / "cloud"
+    target = str(data / "store.sqlite")
+    options = ["--data", str(data), "--workers", "2", "--broker", mosquitto_broker.url]
+    if db == "postgresql":
+        target = request.getfixturevalue("postgres_url")
+        options += ["--db", target]
+    doubles = vans(40)
+    register(data, doubles)
+    public = load_backend_key(data).key.public_key()
+    address = [(mosquitto_broker.host, mosquitto_broker.port)]
+    with ServeProcess(*options) as server:
+        fleet = [
+            SimVan(d, address, public, records=RECORDS, batch=4, window=3, ack_timeout=30)
+            for d in doubles
+        ]
+        reports = await drive(fleet, timeout=120)
+        workers = [json.loads((data / f"stats.worker-{i}.json").read_text()) for i in range(2)]
+        output = server.stop()
+    assert "with 2 workers" in output
+    assert [r.vin for r in reports if not r.complete] == []
+    assert all(w["batches"] > 0 for w in workers), workers  # both took a share
+    with open_store(target) as store:
+        for progress in store.progress():
+            assert (progress.stored, progress.acked) == (RECORDS, RECORDS), progress
+        assert store.count_records() == RECORDS * len(doubles)
+    resent = sum(r.resent for r in reports)
+    assert sum(w["duplicates"] for w in workers) <= resent * 4
+    final = json.loads(output.rsplit("cloud-stub: stopping; ", 1)[1])
+    assert final["workers"] == 2
+    assert final["records_stored"] == RECORDS * len(doubles)
+
+
+def run_cli(*args: str, soft_limit: int | None = None) -> subprocess.CompletedProcess[str]:
+    def lower() -> None:
+        if soft_limit is not None:
+            hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft_limit, hard))
+
+    return subprocess.run(
+        [sys.executable, "-m", "cloud_stub.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lower,
+        check=False,
+    )
+
+
+def test_serve_raises_the_open_files_limit_and_says_so(tmp_path: Path) -> None:
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard <= 256:
+        pytest.skip("hard limit too low to lower the soft one below it")
+    done = run_cli("serve", "--data", str(tmp_path), "--workers", "2", soft_limit=256)
+    assert done.returncode == 2
+    assert "open files soft limit raised from 256 to" in done.stdout
+    assert "error: --workers needs --broker" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--db", "store.sqlite"], "error: --db 'store.sqlite' must be a postgresql:// URL"),
+        (["--workers", "-1"], "error: --workers -1 must be at least 1"),
+        (["--workers", "2", "--broker", "amqp://"], "error: broker URL 'amqp://' must be amqp"),
+        (["--workers", "2", "--broker", "http://x"], "error: broker URL 'http://x' must start"),
+    ],
+)
+def test_serve_refuses_bad_options(tmp_path: Path, args: list[str], message: str) -> None:
+    done = run_cli("serve", "--data", str(tmp_path), *args)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
