@@ -6,8 +6,8 @@ routing key ``vehicles.VIN.telemetry``), and delivers to an MQTT subscriber what
 published there under the matching key. `AmqpWorker` declares one durable quorum queue
 (replicated on the cluster's nodes, so it outlives a node), binds it to ``amq.topic`` for
 ``{prefix}.*.telemetry`` and ``{prefix}.*.status``, and consumes from it with a bounded
-prefetch; every worker of every process consumes from the same queue, and RabbitMQ hands
-each message to one of them.
+prefetch (worker *i* starts on node *i*); every worker of every process consumes from the
+same queue, and RabbitMQ hands each message to one of them.
 
 A group is the message in hand and whatever else has arrived (up to `MAX_GROUP`); it goes
 to `Ingest.receive_many` (one store transaction). The signed acks are published to
@@ -33,35 +33,22 @@ import aio_pika
 import aiormq
 from aio_pika.abc import AbstractIncomingMessage
 
-from cloud_stub.errors import BrokerError
 from cloud_stub.ingest import DEFAULT_PREFIX, Ingest, Publish
 from cloud_stub.keys import load_backend_key
 from cloud_stub.registry import Registry
 from cloud_stub.service import REGISTRY_FILE, STORE_FILE, write_json_atomic
 from cloud_stub.store import open_store
 
-__all__ = ["MAX_GROUP", "QUEUE", "AmqpWorker", "parse_amqp_urls"]
+__all__ = ["MAX_GROUP", "QUEUE", "AmqpWorker", "routing_key"]
 
 QUEUE: Final = "cloud-stub.ingest"
 MAX_GROUP: Final = 256
 _PREFETCH: Final = 2 * MAX_GROUP
 _STATS_EVERY_S: Final = 1.0
+_SETUP_TIMEOUT_S: Final = 15.0
+_CLOSE_TIMEOUT_S: Final = 5.0
 
 log = logging.getLogger("cloud_stub.amqp")
-
-
-def parse_amqp_urls(text: str) -> list[str]:
-    """``amqp://user:pass@host:port[/vhost]``, several separated by commas (cluster nodes)."""
-    urls = [part.strip() for part in text.split(",")]
-    for url in urls:
-        parts = urlsplit(url)
-        if parts.scheme != "amqp" or not parts.hostname:
-            raise BrokerError(f"broker URL {url!r} must be amqp://[user:pass@]host[:port][/vhost]")
-        try:
-            parts.port  # noqa: B018 - raises on a bad port
-        except ValueError:
-            raise BrokerError(f"broker URL {url!r} has an invalid port") from None
-    return urls
 
 
 def routing_key(topic: str) -> str:
@@ -84,8 +71,10 @@ class AmqpWorker:
         store: str | os.PathLike[str] | None = None,
         stats_file: str = "stats.json",
         backoff: tuple[float, float] = (0.2, 2.0),
+        first_node: int = 0,
     ) -> None:
         self.urls = list(urls)
+        self._first_node = first_node
         self.data_dir = Path(data_dir)
         self.registry = Registry(self.data_dir / REGISTRY_FILE)
         self.store = open_store(self.data_dir / STORE_FILE if store is None else store)
@@ -111,13 +100,13 @@ class AmqpWorker:
         """Consume until cancelled, moving to the next node URL when a connection is lost."""
         first, longest = self._backoff
         delay = first
-        attempt = 0
+        attempt = self._first_node
         while True:
             url = self.urls[attempt % len(self.urls)]
             attempt += 1
             try:
                 await self._session(url)
-            except (aiormq.exceptions.AMQPError, ConnectionError, OSError) as exc:
+            except (aiormq.exceptions.AMQPError, ConnectionError, OSError, TimeoutError) as exc:
                 log.warning("AMQP %s: %s; next node in %.1fs", _host(url), exc, delay)
             self.connected.clear()
             await asyncio.sleep(delay)
@@ -126,19 +115,21 @@ class AmqpWorker:
                 delay = first
 
     async def _session(self, url: str) -> None:
-        connection = await aio_pika.connect(url, timeout=10)
+        async with asyncio.timeout(_SETUP_TIMEOUT_S):
+            connection = await aio_pika.connect(url, timeout=_SETUP_TIMEOUT_S)
         try:
-            channel = await connection.channel(publisher_confirms=True)
-            await channel.set_qos(prefetch_count=_PREFETCH)
-            exchange = await channel.get_exchange("amq.topic", ensure=False)
-            queue = await channel.declare_queue(
-                QUEUE, durable=True, arguments={"x-queue-type": "quorum"}
-            )
-            prefix = routing_key(self.ingest.prefix)
-            for leaf in ("telemetry", "status"):
-                await queue.bind(exchange, routing_key=f"{prefix}.*.{leaf}")
-            self._inbox = asyncio.Queue()
-            await queue.consume(self._inbox.put)
+            async with asyncio.timeout(_SETUP_TIMEOUT_S):
+                channel = await connection.channel(publisher_confirms=True)
+                await channel.set_qos(prefetch_count=_PREFETCH)
+                exchange = await channel.get_exchange("amq.topic", ensure=False)
+                queue = await channel.declare_queue(
+                    QUEUE, durable=True, arguments={"x-queue-type": "quorum"}
+                )
+                prefix = routing_key(self.ingest.prefix)
+                for leaf in ("telemetry", "status"):
+                    await queue.bind(exchange, routing_key=f"{prefix}.*.{leaf}")
+                self._inbox = asyncio.Queue()
+                await queue.consume(self._inbox.put)
             self.connections += 1
             self.connected.set()
             log.info("consuming %s on %s", QUEUE, _host(url))
@@ -155,12 +146,13 @@ class AmqpWorker:
                     group = [getter.result()]
                     while not self._inbox.empty() and len(group) < MAX_GROUP:
                         group.append(self._inbox.get_nowait())
-                    await self._handle(exchange, group)
+                    async with asyncio.timeout(_SETUP_TIMEOUT_S):
+                        await self._handle(exchange, group)
             finally:
                 closed.cancel()
         finally:
             with contextlib.suppress(Exception):
-                await connection.close()
+                await asyncio.wait_for(connection.close(), _CLOSE_TIMEOUT_S)
 
     async def _handle(
         self, exchange: aio_pika.abc.AbstractExchange, group: list[AbstractIncomingMessage]

@@ -19,7 +19,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from cloud_stub.amqp import parse_amqp_urls
 from cloud_stub.broker import LOOPBACK, EmbeddedBroker, parse_broker_url
 from cloud_stub.commands import CommandBuilder
 from cloud_stub.errors import CloudError
@@ -35,7 +34,13 @@ from cloud_stub.service import (
     read_stats,
 )
 from cloud_stub.store import open_store
-from cloud_stub.workers import WorkerConfig, WorkerPool, merged_stats, raise_fd_limit
+from cloud_stub.workers import (
+    WorkerConfig,
+    WorkerPool,
+    merged_stats,
+    parse_amqp_urls,
+    raise_fd_limit,
+)
 from tcu.errors import TcuError
 from tcu.telemetry.cose import key_id, public_key_from_pem
 

@@ -38,6 +38,7 @@ class VanReport:
     sent: int = 0
     resent: int = 0
     reconnects: int = 0
+    last_error: str = ""
     latencies: list[float] = field(default_factory=list)
 
     @property
@@ -91,17 +92,25 @@ class SimVan:
                 async with aiomqtt.Client(
                     host,
                     port,
-                    identifier=f"van-{self.double.vin}",
+                    identifier=self._client_id(),
                     clean_session=True,
                     timeout=10,
                 ) as client:
                     await client.subscribe(self.double.topic("ack"), qos=1)
                     await self._talk(client)
-            except aiomqtt.MqttError:
+            except aiomqtt.MqttError as exc:
+                self.report.last_error = f"{host}:{port}: {exc}"
                 self.report.reconnects += 1
                 attempt += 1
                 await asyncio.sleep(0.2)
         return self.report
+
+    def _client_id(self) -> str:
+        """``van-{VIN}``; after a lost connection ``van-{VIN}-{n}``: a clean session needs no
+        old id, and RabbitMQ 3.10 holds an id whose connection died with its node until the
+        node is back (docs/backend.md)."""
+        base = f"van-{self.double.vin}"
+        return base if not self.report.reconnects else f"{base}-{self.report.reconnects}"
 
     async def _talk(self, client: aiomqtt.Client) -> None:
         for k in range(self._acked_batches(), self._made):

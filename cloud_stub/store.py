@@ -39,6 +39,7 @@ from typing import Any, ClassVar, Final, Self
 import cbor2
 
 from cloud_stub.db import connect
+from cloud_stub.errors import CloudError
 from tcu.telemetry.records import KIND_CODES
 from tcu.telemetry.schema import BatchMessage, StatusMessage, dumps
 
@@ -400,8 +401,12 @@ def open_store(target: str | os.PathLike[str]) -> RecordStore:
     """`Store` at a file path, or `PostgresStore` for a ``postgresql://`` URL."""
     where = os.fspath(target)
     if where.startswith(("postgresql://", "postgres://")):
-        from cloud_stub.store_pg import PostgresStore
-
+        try:
+            from cloud_stub.store_pg import PostgresStore
+        except ImportError:
+            raise CloudError(
+                "a postgresql:// store needs psycopg: pip install 'tcu-sim[scale]'"
+            ) from None
         return PostgresStore(where)
     return Store(where)
 

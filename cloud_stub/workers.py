@@ -35,14 +35,16 @@ from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 
-from cloud_stub.errors import CloudError
+from cloud_stub.errors import BrokerError, CloudError
 
 __all__ = [
     "SHARED_GROUP",
     "WorkerConfig",
     "WorkerPool",
     "merged_stats",
+    "parse_amqp_urls",
     "raise_fd_limit",
 ]
 
@@ -81,6 +83,20 @@ class WorkerConfig:
         return self.broker.startswith("amqp://")
 
 
+def parse_amqp_urls(text: str) -> list[str]:
+    """``amqp://user:pass@host:port[/vhost]``, several separated by commas (cluster nodes)."""
+    urls = [part.strip() for part in text.split(",")]
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme != "amqp" or not parts.hostname:
+            raise BrokerError(f"broker URL {url!r} must be amqp://[user:pass@]host[:port][/vhost]")
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError:
+            raise BrokerError(f"broker URL {url!r} has an invalid port") from None
+    return urls
+
+
 def _worker_main(config: WorkerConfig, ready: multiprocessing.synchronize.Event) -> None:
     logging.basicConfig(
         level=logging.WARNING, format=f"%(asctime)s w{config.index} %(name)s %(message)s"
@@ -96,7 +112,7 @@ async def _worker(config: WorkerConfig, ready: multiprocessing.synchronize.Event
         loop.add_signal_handler(signum, stop.set)
     stats_file = WORKER_STATS.format(index=config.index)
     if config.amqp:
-        from cloud_stub.amqp import AmqpWorker, parse_amqp_urls
+        from cloud_stub.amqp import AmqpWorker
 
         worker = AmqpWorker(
             parse_amqp_urls(config.broker),
@@ -104,6 +120,7 @@ async def _worker(config: WorkerConfig, ready: multiprocessing.synchronize.Event
             prefix=config.prefix,
             store=config.store,
             stats_file=stats_file,
+            first_node=config.index,
         )
         task = asyncio.create_task(worker.run())
         try:
