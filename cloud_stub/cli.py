@@ -32,14 +32,19 @@ from cloud_stub.service import (
     TlsFiles,
     publish_once,
     read_stats,
+    write_json_atomic,
 )
 from cloud_stub.store import open_store
 from cloud_stub.workers import (
+    POOL_FILE,
     WorkerConfig,
     WorkerPool,
+    end_sessions,
     merged_stats,
     parse_amqp_urls,
+    previous_pool,
     raise_fd_limit,
+    worker_client_id,
 )
 from tcu.errors import TcuError
 from tcu.telemetry.cose import key_id, public_key_from_pem
@@ -241,6 +246,13 @@ async def _serve_workers(args: argparse.Namespace, db: str | None, stop: asyncio
         )
         for index in range(max(args.workers, 1))
     ]
+    previous = previous_pool(args.data)
+    if previous is not None and previous[0] == broker and not broker.startswith("amqp://"):
+        gone = [worker_client_id(i) for i in range(len(configs), previous[1])]
+        if gone:
+            await end_sessions(broker, gone, tls=tls)
+            print(f"cloud-stub: ended the sessions of {', '.join(gone)}", flush=True)
+    write_json_atomic(args.data / POOL_FILE, {"broker": broker, "workers": len(configs)})
     pool = WorkerPool(configs)
     pool.start()
     try:

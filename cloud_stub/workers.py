@@ -10,6 +10,13 @@ its own Python process with its own event loop, store connection and broker conn
 - on RabbitMQ (``amqp://`` URLs, one or several nodes), worker *i* is an `AmqpWorker`, a
   competing consumer of one quorum queue bound to ``amq.topic``.
 
+A worker's MQTT session outlives it, and the broker keeps handing it a share of the
+messages while it is away (so a worker that restarts loses nothing). A pool that shrinks
+would leave such sessions behind, swallowing their share for ever: the pool writes its size
+to ``workers.json`` and, started with fewer workers than last time on the same broker,
+ends the sessions of the workers that are gone (`end_sessions`). What those sessions held
+is not lost: the vans resend whatever is not acknowledged.
+
 A van's records may reach different workers; the store decides contiguity in one
 transaction per group (see `cloud_stub.store`), so the acks stay exact. Each worker saves
 its counters to ``stats.worker-{i}.json``; `merged_stats` adds them up. A worker that dies is
@@ -34,10 +41,13 @@ import time
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 from cloud_stub.errors import BrokerError, CloudError
+
+if TYPE_CHECKING:
+    from cloud_stub.service import TlsFiles
 
 __all__ = [
     "SHARED_GROUP",
@@ -50,6 +60,7 @@ __all__ = [
 
 SHARED_GROUP: Final = "cloud-stub"
 WORKER_STATS: Final = "stats.worker-{index}.json"
+POOL_FILE: Final = "workers.json"
 _GRACE_S: Final = 10.0
 
 log = logging.getLogger("cloud_stub.workers")
@@ -142,7 +153,7 @@ async def _worker(config: WorkerConfig, ready: multiprocessing.synchronize.Event
         config.broker,
         config.data_dir,
         prefix=config.prefix,
-        client_id=f"{SHARED_GROUP}-w{config.index}",
+        client_id=worker_client_id(config.index),
         tls=tls,
         store=config.store,
         shared_group=SHARED_GROUP,
@@ -154,6 +165,41 @@ async def _worker(config: WorkerConfig, ready: multiprocessing.synchronize.Event
         await stop.wait()
     finally:
         await backend.stop()
+
+
+def worker_client_id(index: int) -> str:
+    return f"{SHARED_GROUP}-w{index}"
+
+
+def previous_pool(data_dir: Path) -> tuple[str, int] | None:
+    """(broker, workers) of the last pool started on this data directory, if any."""
+    try:
+        content = json.loads((data_dir / POOL_FILE).read_text("utf-8"))
+        return str(content["broker"]), int(content["workers"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CloudError(f"cannot read {data_dir / POOL_FILE}: {exc}") from None
+
+
+async def end_sessions(
+    broker_url: str, client_ids: list[str], *, tls: TlsFiles | None = None
+) -> None:
+    """Connect as each client id with a clean start and no session expiry, and leave."""
+    import aiomqtt
+
+    from cloud_stub.broker import parse_broker_url
+    from cloud_stub.service import _client
+
+    address = parse_broker_url(broker_url)
+    for identifier in client_ids:
+        try:
+            async with _client(
+                address, identifier=identifier, clean_session=True, tls=tls, mqtt5=True
+            ):
+                pass
+        except aiomqtt.MqttError as exc:
+            raise CloudError(f"cannot end the session of {identifier}: {exc}") from None
 
 
 class WorkerPool:

@@ -17,10 +17,9 @@ import pytest
 
 from cloud_stub.broker import MosquittoProcess
 from cloud_stub.keys import load_backend_key
-from cloud_stub.loadgen import SimVan, drive
+from cloud_stub.loadgen import ServeProcess, SimVan, drive, register
 from cloud_stub.store import open_store
 from cloud_stub.testing import VehicleDouble
-from tests.cloud.serve_process import ServeProcess, register
 
 pytestmark = pytest.mark.mosquitto
 
@@ -65,6 +64,34 @@ async def test_two_workers_ack_every_van_exactly(
     final = json.loads(output.rsplit("cloud-stub: stopping; ", 1)[1])
     assert final["workers"] == 2
     assert final["records_stored"] == RECORDS * len(doubles)
+
+
+async def test_a_smaller_pool_ends_the_sessions_of_the_workers_gone(
+    mosquitto_broker: MosquittoProcess, tmp_path: Path
+) -> None:
+    """Two workers, then one: the second worker's session must not keep a share of the work.
+
+    Left behind, that offline session would get every other batch, and the vans would wait
+    for acks that only a resend (after their minute-long timeout) could bring.
+    """
+    data = tmp_path / "cloud"
+    doubles = vans(20)
+    register(data, doubles)
+    public = load_backend_key(data).key.public_key()
+    options = ["--data", str(data), "--broker", mosquitto_broker.url, "--workers"]
+    with ServeProcess(*options, "2"):
+        pass
+    with ServeProcess(*options, "1") as server:
+        fleet = [
+            SimVan(d, [(mosquitto_broker.host, mosquitto_broker.port)], public, records=20,
+                   batch=4, ack_timeout=60)
+            for d in doubles
+        ]  # fmt: skip
+        reports = await drive(fleet, timeout=20)
+        output = server.stop()
+    assert "ended the sessions of cloud-stub-w1" in output
+    assert [r.vin for r in reports if not r.complete] == []
+    assert sum(r.resent for r in reports) == 0
 
 
 def run_cli(*args: str, soft_limit: int | None = None) -> subprocess.CompletedProcess[str]:

@@ -19,11 +19,10 @@ from pathlib import Path
 import pytest
 
 from cloud_stub.keys import load_backend_key
-from cloud_stub.loadgen import SimVan, drive
+from cloud_stub.loadgen import ServeProcess, SimVan, drive, register
 from cloud_stub.rabbitcluster import RabbitCluster, find_rabbitmq
 from cloud_stub.store import open_store
 from cloud_stub.testing import VehicleDouble
-from tests.cloud.serve_process import ServeProcess, register
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 
