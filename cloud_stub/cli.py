@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import signal
@@ -207,6 +208,7 @@ async def _serve_async(args: argparse.Namespace) -> None:
             url = embedded.url
         backend = Backend(url, args.data, prefix=args.prefix, tls=_tls(args), store=db)
         await stack.enter_async_context(backend)
+        gc.freeze()  # start-up objects out of the collector's full passes (docs/backend.md)
         print(
             f"cloud-stub: serving {backend.address.url}, data {args.data},"
             f" backend kid {backend.backend_key.kid.hex()}",

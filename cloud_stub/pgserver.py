@@ -19,11 +19,11 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from types import TracebackType
-from typing import Final, Self
+from typing import Final
 
 from cloud_stub.broker import LOOPBACK, free_port
 from cloud_stub.errors import CloudError
+from cloud_stub.servers import ManagedServer
 
 __all__ = ["PostgresCluster", "find_postgres"]
 
@@ -44,7 +44,7 @@ def find_postgres() -> Path | None:
     return Path(candidates[0]).parent if candidates else None
 
 
-class PostgresCluster:
+class PostgresCluster(ManagedServer):
     """``initdb`` + ``pg_ctl`` in a temporary folder, on 127.0.0.1 and a free port."""
 
     def __init__(self, *, bindir: Path | None = None, fsync: bool = True) -> None:
@@ -129,19 +129,3 @@ class PostgresCluster:
             raise CloudError(
                 f"{program} failed ({done.returncode}): {done.stderr.strip()}\n{self.log_tail()}"
             )
-
-    def __enter__(self) -> Self:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -28,11 +28,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Final, Self
+from typing import Final
 
 from cloud_stub.broker import LOOPBACK, free_port
 from cloud_stub.errors import BrokerError
+from cloud_stub.servers import ManagedServer
 
 __all__ = ["RabbitCluster", "RabbitNode", "find_rabbitmq"]
 
@@ -76,7 +76,7 @@ class RabbitNode:
         return self.folder / f"{self.name.split('@')[0]}.pid"
 
 
-class RabbitCluster:
+class RabbitCluster(ManagedServer):
     """``nodes`` RabbitMQ nodes on 127.0.0.1, clustered with ``rabbitmqctl join_cluster``."""
 
     def __init__(self, nodes: int = 3, *, bindir: Path | None = None) -> None:
@@ -273,22 +273,6 @@ class RabbitCluster:
         folder, self.folder = self.folder, None
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def _listening(port: int) -> bool:
