@@ -66,6 +66,54 @@ async def test_two_workers_ack_every_van_exactly(
     assert final["records_stored"] == RECORDS * len(doubles)
 
 
+@pytest.mark.slow
+async def test_a_thousand_vans_two_workers_postgresql_none_lost_none_duplicated(
+    mosquitto_broker: MosquittoProcess, postgres_url: str, tmp_path: Path
+) -> None:
+    """1,000 vans, each its own MQTT client, at once: every record stored once, every ack."""
+    data = tmp_path / "cloud"
+    doubles = vans(1000)
+    register(data, doubles)
+    public = load_backend_key(data).key.public_key()
+    options = ["--data", str(data), "--workers", "2", "--broker", mosquitto_broker.url]
+    with ServeProcess(*options, "--db", postgres_url):
+        fleet = [
+            SimVan(d, [(mosquitto_broker.host, mosquitto_broker.port)], public, records=10,
+                   batch=5, window=2, ack_timeout=120)
+            for d in doubles
+        ]  # fmt: skip
+        reports = await drive(fleet, ramp_per_s=1000, timeout=240)
+    assert [r.vin for r in reports if not r.complete] == []
+    assert sum(r.resent for r in reports) == 0
+    with open_store(postgres_url) as store:
+        progress = store.progress()
+        assert len(progress) == 1000
+        assert {(p.stored, p.acked, p.duplicates) for p in progress} == {(10, 10, 0)}
+        assert store.count_records() == 10_000
+
+
+async def test_one_process_serves_with_a_postgresql_store(
+    mosquitto_broker: MosquittoProcess, postgres_url: str, tmp_path: Path
+) -> None:
+    data = tmp_path / "cloud"
+    doubles = vans(5)
+    register(data, doubles)
+    public = load_backend_key(data).key.public_key()
+    options = ["--data", str(data), "--broker", mosquitto_broker.url, "--db", postgres_url]
+    with ServeProcess(*options):
+        fleet = [
+            SimVan(d, [(mosquitto_broker.host, mosquitto_broker.port)], public, records=12)
+            for d in doubles
+        ]
+        reports = await drive(fleet, timeout=30)
+    assert all(r.complete for r in reports)
+    with open_store(postgres_url) as store:
+        assert store.count_records() == 60
+    stats = run_cli("stats", "--data", str(data), "--db", postgres_url)
+    assert stats.returncode == 0, stats.stderr
+    assert {p["stored"] for p in json.loads(stats.stdout)["progress"]} == {12}
+
+
 async def test_a_smaller_pool_ends_the_sessions_of_the_workers_gone(
     mosquitto_broker: MosquittoProcess, tmp_path: Path
 ) -> None:
