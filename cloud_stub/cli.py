@@ -199,6 +199,8 @@ async def _serve_async(args: argparse.Namespace) -> None:
     if args.workers or str(args.broker or "").startswith("amqp://"):
         await _serve_workers(args, db, stop)
         return
+    for stale in args.data.glob("stats.worker-*.json"):
+        stale.unlink()  # a pool's counters, not this backend's
     async with contextlib.AsyncExitStack() as stack:
         url = args.broker
         if url is None:
