@@ -43,6 +43,7 @@ import multiprocessing.synchronize
 import resource
 import signal
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -140,10 +141,10 @@ async def _worker(config: WorkerConfig, ready: multiprocessing.synchronize.Event
         )
         task = asyncio.create_task(worker.run())
         try:
-            await worker.connected.wait()
+            await _first(worker.connected.wait(), task)
             gc.freeze()
             ready.set()
-            await stop.wait()
+            await _first(stop.wait(), task)
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -165,13 +166,36 @@ async def _worker(config: WorkerConfig, ready: multiprocessing.synchronize.Event
         shared_group=SHARED_GROUP,
         stats_file=stats_file,
     )
+    task = asyncio.create_task(backend.run())
     try:
-        await backend.start(timeout=30)
+        await asyncio.wait_for(_first(backend.wait_connected(timeout=30), task), 30)
         gc.freeze()
         ready.set()
-        await stop.wait()
+        await _first(stop.wait(), task)
     finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
         await backend.stop()
+
+
+async def _first(waiting: Coroutine[Any, Any, Any], task: asyncio.Task[None]) -> None:
+    """Wait for `waiting`; if the worker's task ends first, raise what ended it.
+
+    A worker whose ingest failed (its database went away, say) must not linger connected
+    and idle: it exits, and the pool starts it again. What it had taken and not stored is
+    not lost: the broker delivers it again (AMQP) or the vans resend it (MQTT).
+    """
+    waiter = asyncio.ensure_future(waiting)
+    try:
+        await asyncio.wait({waiter, task}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not waiter.done():
+            waiter.cancel()
+    if task.done():
+        task.result()
+        raise CloudError("worker stopped")
+    waiter.result()
 
 
 def worker_client_id(index: int) -> str:

@@ -7,12 +7,14 @@ end with its last record acknowledged, every record stored once.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import resource
 import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from cloud_stub.broker import MosquittoProcess
@@ -90,6 +92,44 @@ async def test_a_thousand_vans_two_workers_postgresql_none_lost_none_duplicated(
         assert len(progress) == 1000
         assert {(p.stored, p.acked, p.duplicates) for p in progress} == {(10, 10, 0)}
         assert store.count_records() == 10_000
+
+
+async def test_a_worker_whose_database_connection_dies_restarts_and_nothing_is_lost(
+    mosquitto_broker: MosquittoProcess, postgres_url: str, tmp_path: Path
+) -> None:
+    """The server ends both workers' connections mid-run (pg_terminate_backend).
+
+    Each worker fails on its next commit, exits, and is started again; what it had taken
+    and not stored, the vans resend when no ack comes.
+    """
+    data = tmp_path / "cloud"
+    doubles = vans(20)
+    register(data, doubles)
+    public = load_backend_key(data).key.public_key()
+    options = ["--data", str(data), "--workers", "2", "--broker", mosquitto_broker.url]
+    with ServeProcess(*options, "--db", postgres_url) as server:
+        fleet = [
+            SimVan(d, [(mosquitto_broker.host, mosquitto_broker.port)], public, records=40,
+                   batch=2, window=2, ack_timeout=3, interval=0.05)
+            for d in doubles
+        ]  # fmt: skip
+        run = asyncio.create_task(drive(fleet, timeout=90))
+        async with asyncio.timeout(60):
+            while sum(v.report.acked for v in fleet) < len(fleet) * 10:
+                await asyncio.sleep(0.02)
+        with psycopg.connect(postgres_url, autocommit=True) as db:
+            ended = db.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchone()
+        reports = await run
+        output = server.stop()
+    assert ended is not None and ended[0] >= 2
+    assert [r.vin for r in reports if not r.complete] == [], output[-2000:]
+    assert json.loads(output.rsplit("stopping; ", 1)[1])["restarts"] >= 2
+    with open_store(postgres_url) as store:
+        assert store.count_records() == 40 * len(doubles)
+        assert {(p.stored, p.acked) for p in store.progress()} == {(40, 40)}
 
 
 async def test_one_process_serves_with_a_postgresql_store(
