@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tcu.link.model import Link
+from tcu.link.sim import Link
 
 DAY_S = 24 * 3600.0
 RECORD_EVERY_S = 5.0

@@ -9,7 +9,7 @@ Why this comparison is the fair one: python-can's ``virtual`` bus exists inside 
 only, and running both players in the benchmark's process would put the receiver behind the
 same GIL as a spinning sender. So each player runs as its own process, exactly as a user
 starts it (``python -m can.player -i udp_multicast -c GROUP FILE`` and
-``python -m tcu.bench.player FILE -i udp_multicast -c GROUP``), both read the same file
+``tcu replay FILE --to-bus -i udp_multicast -c GROUP``), both read the same file
 with python-can's readers, both send through the same interface, and one receiver (this
 process, doing nothing else) takes the kernel's receive timestamp of every frame. Start-up
 time does not count: everything is measured from the first frame received.
@@ -211,7 +211,18 @@ def main() -> int:
     py = sys.executable
     players = {
         "can.player": [py, "-m", "can.player", "-i", "udp_multicast", "-c", GROUP, str(trace)],
-        "tcu": [py, "-m", "tcu.bench.player", str(trace), "-i", "udp_multicast", "-c", GROUP],
+        "tcu": [
+            py,
+            "-m",
+            "tcu",
+            "replay",
+            str(trace),
+            "--to-bus",
+            "-i",
+            "udp_multicast",
+            "-c",
+            GROUP,
+        ],
     }
     results: dict[str, list[Result]] = {name: [] for name in players}
     timeout = args.seconds * 2 + 30

@@ -28,7 +28,7 @@ import cantools
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tcu.runtime.session import ReplayOptions, replay_file  # noqa: E402
+from tcu.compose.replay import ReplayOptions, replay_file  # noqa: E402
 
 WORK = REPO / "benchmarks" / "_work"
 BITRATE = 500_000

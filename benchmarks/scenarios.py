@@ -1,12 +1,13 @@
 """Scenario suite speed: vehicle time covered against wall time, measured in one run.
 
 Runs the shipped suite (``scenarios/``, without ``pending/``) in this process, in the
-default world (FullWorld: TCU, SIM link and backend), ``--runs`` times, and prints per
+default world (the scenario world: TCU, SIM link and backend), ``--runs`` times, and prints per
 file the vehicle time, the median wall time and their ratio. Then the 8-hour depot night
 three ways: ``scenarios/depot_night.yaml`` (signals set by steps); the committed trace
-``can_traces/depot_night.blf`` through the full world with telemetry on, next to
+``can_traces/depot_night.blf`` through the scenario world with telemetry on, next to
 baselines measured alongside (reading the trace alone, the TCU core and services alone
-in CoreWorld, the full world with telemetry off), so the time splits into reading,
+on a host with no outbox, the scenario world with telemetry off), so the time splits into
+reading,
 deciding and reporting; and frames generated from the ``depot_night`` storyline, next to
 the generator alone and to a 10-minute window at the end of the night. Last line:
 ``suite virtual/wall ratio: R``.
@@ -27,12 +28,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tcu.can.sources import open_trace  # noqa: E402
-from tcu.scenario.core_world import CoreWorld, reference_encoder  # noqa: E402
-from tcu.scenario.full_world import FullWorld  # noqa: E402
+from tcu.runtime.host import Host  # noqa: E402
+from tcu.runtime.replay import ReplayDriver  # noqa: E402
+from tcu.scenario.bus import reference_encoder, reference_setup  # noqa: E402
+from tcu.scenario.cases import Case  # noqa: E402
 from tcu.scenario.loader import load_paths, load_text  # noqa: E402
-from tcu.scenario.model import Case  # noqa: E402
 from tcu.scenario.runner import CaseResult, run_case  # noqa: E402
+from tcu.scenario.scenario_world import ScenarioWorld  # noqa: E402
 from tcu.scenario.world import WorldFactory  # noqa: E402
+from tcu.services import DEFAULT_VIN, VehicleConfig  # noqa: E402
 
 NIGHT_S = 8 * 3600.0
 WINDOW_S = 600.0
@@ -90,6 +94,13 @@ def generator_only(duration: float, t_from: float = 0.0) -> tuple[float, int]:
     return time.perf_counter() - t, n
 
 
+def core_only(path: Path, span: float) -> None:
+    """The TCU core and services on a host with no outbox: no telemetry, link or backend."""
+    driver = ReplayDriver(open_trace(path), stop=span)
+    driver.drive(Host(reference_setup(), VehicleConfig(vin=DEFAULT_VIN), clock=driver))
+    driver.run()
+
+
 def read_only(path: Path, span: float) -> None:
     t0 = None
     for msg in open_trace(path):
@@ -122,9 +133,9 @@ def trace_night(runs: int) -> None:
     trace = REPO / "can_traces" / "depot_night.blf"
     variants: dict[str, Callable[[], None]] = {
         "read": lambda: read_only(trace, NIGHT_S),
-        "core": passes(quiet, CoreWorld),
-        "off": passes(quiet, FullWorld),
-        "on": passes(active, FullWorld),
+        "core": lambda: core_only(trace, NIGHT_S),
+        "off": passes(quiet, ScenarioWorld),
+        "on": passes(active, ScenarioWorld),
     }
     cpu: dict[str, list[float]] = {k: [] for k in variants}
     walls: list[float] = []
@@ -139,13 +150,13 @@ def trace_night(runs: int) -> None:
     full = m["on"]
     wall = statistics.median(walls)
     print(
-        f"depot night, 8 h of can_traces/depot_night.blf, full world, telemetry on: "
+        f"depot night, 8 h of can_traces/depot_night.blf, scenario world, telemetry on: "
         f"{wall:.3f} s wall, {full:.3f} s CPU ({NIGHT_S / wall:,.0f}x real time)"
     )
     parts = [
         ("reading the trace (python-can BLF reader)", m["read"]),
-        ("TCU core and services (CoreWorld less reading)", m["core"] - m["read"]),
-        ("full world, telemetry off (less CoreWorld)", m["off"] - m["core"]),
+        ("TCU core and services (host with no outbox, less reading)", m["core"] - m["read"]),
+        ("scenario world, telemetry off (less core and services)", m["off"] - m["core"]),
         ("telemetry on: records, signatures, outbox, link, backend", full - m["off"]),
     ]
     for label, seconds in parts:

@@ -66,21 +66,19 @@ from cloud_stub.service import Backend
 from cloud_stub.store import BatchResult, Store
 from tcu.can.setup import BusSetup, load_bus_setup
 from tcu.can.sources import open_trace
-from tcu.core import TcuCore
-from tcu.events import Action, Dispatch, SignalOverride, StoreRecords
-from tcu.events import Publish as TcuPublish
-from tcu.runtime.assembly import Tcu, build_tcu
+from tcu.compose.online import reference_traces
+from tcu.compose.replay import ReplayOptions, replay_file
+from tcu.events import SignalOverride
 from tcu.runtime.backoff import Backoff
+from tcu.runtime.host import Host, NoTransport
+from tcu.runtime.memory import MQTT_OVERHEAD
 from tcu.runtime.mqtt import BrokerURL, TelemetryUplink
-from tcu.runtime.online import reference_traces
 from tcu.runtime.replay import ReplayDriver
-from tcu.runtime.session import ReplayOptions, replay_file
-from tcu.runtime.world import MQTT_OVERHEAD
 from tcu.services import VehicleConfig
-from tcu.telemetry.identity import VehicleIdentity, load_identity, provision
-from tcu.telemetry.outbox import Outbox, Synchronous
-from tcu.telemetry.schema import BatchMessage
-from tcu.telemetry.uplink import UplinkQueue
+from tcu.telemetry.codec.schema import BatchMessage
+from tcu.telemetry.storage.identity import VehicleIdentity, load_identity, provision
+from tcu.telemetry.storage.outbox import Outbox
+from tcu.telemetry.storage.sqlite import Synchronous
 from tcu.vehicle import catalogue as cat
 from tcu.vehicle.catalogue import CATALOGUE
 
@@ -123,9 +121,11 @@ def billed(link: dict[str, Any]) -> tuple[int, int]:
 
 def naive_json(trace: Path, setup: BusSetup) -> tuple[int, int, float]:
     """(messages, JSON bytes, vehicle seconds): every catalogue signal once a second."""
-    core = TcuCore(setup.mapping)
+    driver = ReplayDriver(open_trace(trace))
+    host = Host(setup, VehicleConfig(vin=VIN), clock=driver)
+    driver.drive(host)
     paths = tuple(CATALOGUE)
-    state = core.state
+    state = host.core.state
     total = [0, 0]
 
     def sample(t: float) -> None:
@@ -136,7 +136,6 @@ def naive_json(trace: Path, setup: BusSetup) -> tuple[int, int, float]:
         total[1] += len(json.dumps(values, separators=(",", ":")).encode())
         driver.schedule(t + 1.0, sample)
 
-    driver = ReplayDriver(core, open_trace(trace))
     driver.schedule(0.0, sample)
     stats = driver.run()
     return total[0], total[1], stats.vehicle_time_s
@@ -213,27 +212,40 @@ def pipeline(work: Path, n_steps: int, synchronous: Synchronous) -> tuple[int, S
     identity = identity_for(work, registry, key.public_key_pem)
     outbox = Outbox(work / "outbox.sqlite", synchronous=synchronous)
     outbox.save_downlink(0, True)
-    tcu = build_tcu(load_bus_setup(), VehicleConfig(vin=VIN), outbox=outbox, identity=identity)
-    queue = UplinkQueue(outbox, identity)
+    driver = ReplayDriver()
+    host = Host(
+        load_bus_setup(),
+        VehicleConfig(vin=VIN),
+        clock=driver,
+        transport=NoTransport(),
+        outbox=outbox,
+        identity=identity,
+    )
+    driver.drive(host)
+    tcu = host.tcu
+    queue = host.queue
+    assert queue is not None
     topic = f"vehicles/{VIN}/telemetry"
     stages = Stages()
-    made: list[StoreRecords] = []
-
-    def on_action(action: Action, now: float) -> None:
-        if isinstance(action, StoreRecords):
-            made.append(action)
-
-    driver = ReplayDriver(tcu.core, (), on_action=on_action)
     clock = time.perf_counter
+    committing = [0.0]
+    append = outbox.append
+
+    def timed_append(records: Any) -> dict[str, int]:
+        t = clock()
+        try:
+            return append(records)
+        finally:
+            committing[0] += clock() - t
+
+    outbox.append = timed_append  # type: ignore[method-assign]
     for step in range(1, n_steps + 1):
         t = change_signals(driver, step)
+        committing[0] = 0.0
         t0 = clock()
-        driver.advance(t)
-        t1 = clock()
-        for action in made:
-            outbox.append(action.records)
-        made.clear()
+        driver.advance(t)  # the policy, and the host committing what it made
         t2 = clock()
+        t1 = t2 - committing[0]
         batch = queue.next_batch()
         t3 = clock()
         if batch is None:
@@ -242,9 +254,7 @@ def pipeline(work: Path, n_steps: int, synchronous: Synchronous) -> tuple[int, S
         t4 = clock()
         for reply in replies:
             if isinstance(reply, Publish):
-                ack = queue.receive_ack(reply.payload)
-                if ack is not None:
-                    driver.schedule(driver.now, ack)
+                host.receive_ack(reply.payload, driver.now)
         t5 = clock()
         stages.policy += t1 - t0
         stages.commit += t2 - t1
@@ -287,42 +297,33 @@ class TimedVan:
         work.mkdir(parents=True)
         self.outbox = Outbox(work / "outbox.sqlite", synchronous=sync)
         self.outbox.save_downlink(0, True)
-        self.tcu: Tcu = build_tcu(
-            load_bus_setup(), VehicleConfig(vin=identity.vin), outbox=self.outbox, identity=identity
-        )
         self.made: dict[tuple[int, int], float] = {}
         self.sizes: list[int] = []
-        self.driver = ReplayDriver(self.tcu.core, (), on_action=self.on_action)
+        self.driver = ReplayDriver()
         self.uplink = TelemetryUplink(
-            self.outbox,
-            identity,
-            BrokerURL.parse(url),
-            on_event=self.on_event,
-            clock=lambda: self.driver.now,
-            backoff=Backoff(0.05, 0.5),
+            identity.vin, BrokerURL.parse(url), backoff=Backoff(0.05, 0.5)
         )
-        queue_sent = self.uplink.queue.sent
+        self.host = Host(
+            load_bus_setup(),
+            VehicleConfig(vin=identity.vin),
+            clock=self.driver,
+            transport=self.uplink,
+            outbox=self.outbox,
+            identity=identity,
+        )
+        self.driver.drive(self.host)
+        self.tcu = self.host.tcu
+        queue = self.host.queue
+        assert queue is not None
+        queue_sent = queue.sent
 
         def sent(message: BatchMessage, nbytes: int) -> None:
             self.sizes.append(nbytes)
             queue_sent(message, nbytes)
 
-        self.uplink.queue.sent = sent  # type: ignore[method-assign]
+        queue.sent = sent  # type: ignore[method-assign]
         self.step = 0
         self.task: asyncio.Task[None] | None = None
-
-    def on_action(self, action: Action, now: float) -> None:
-        if isinstance(action, StoreRecords):
-            self.outbox.append(action.records)
-            self.uplink.notify()
-        elif isinstance(action, TcuPublish):
-            self.uplink.publish(action)
-        elif isinstance(action, Dispatch):
-            self.driver.schedule(now, action.event)
-
-    def on_event(self, event: Any) -> None:
-        self.driver.schedule(self.driver.now, event)
-        self.driver.advance(self.driver.now)
 
     def produce(self) -> None:
         self.step += 1

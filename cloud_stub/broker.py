@@ -9,19 +9,34 @@ accepted by its stock anonymous-auth plugin as anonymous and then keeps neither 
 its offline QoS 1 messages; `OpenAuthPlugin` accepts every client without that mark, so a
 client that connects with ``clean_session=False`` and a stable id finds, on its return, the
 QoS 1 messages published while it was away. Those sessions and queues live in memory only:
-they die with the broker, are unbounded, and amqtt speaks MQTT 3.1.1 only.
+they die with the broker, are unbounded, and amqtt speaks MQTT 3.1.1 only. Given a
+`TlsListener` with a client certificate (the fleet's, from ``cloud_stub.ca``), it listens
+with TLS and applies the fleet's rules through ``cloud_stub.amqtt_fleet``'s plugins. A
+client that hangs up before amqtt has answered its CONNECT (a TCU trying MQTT 5 first, a
+port probe) makes amqtt's connection callback raise ``ENOTCONN`` or ``ECONNRESET`` into the
+event loop, whose default handler prints a traceback; while the broker runs, those
+disconnects go to the ``cloud_stub.broker`` logger at INFO instead, and every other error
+to the handler that was there before. An MQTT 5 CONNECT is answered at once with
+"unacceptable protocol version" (`_Broker`): amqtt itself would wait for the rest of a
+packet it misreads until the client gives up.
 
 `MosquittoProcess` starts the ``mosquitto`` binary with the repository's ``mosquitto.conf``
 (queue and in-flight limits lifted, persistence on) plus a generated tail holding the
 listener, the persistence location and the log file, waits until the port accepts TCP
 connections, and can `stop` (SIGTERM: the database is saved), `kill` (SIGKILL: only the last
-autosave survives) and `restart` on the same port and persistence file.
+autosave survives), `reload` (SIGHUP: configuration, certificates and CRL read again) and
+`restart` on the same port and persistence file. With a fleet `TlsListener` the listener
+takes ``mosquitto-tls.conf`` (client certificates required, the CN as username, no
+anonymous clients), ``mosquitto.acl`` and the CA's CRL.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import errno
 import getpass
+import logging
 import os
 import shutil
 import signal
@@ -36,21 +51,26 @@ from types import TracebackType
 from typing import Any, Final, Protocol, Self
 from urllib.parse import urlsplit
 
+from amqtt.adapters import ReaderAdapter, StreamWriterAdapter
 from amqtt.broker import Broker
 from amqtt.errors import AMQTTError
 from amqtt.errors import BrokerError as AmqttBrokerError
 from amqtt.plugins.base import BaseAuthPlugin
 
+from cloud_stub.amqtt_fleet import FleetAuthPlugin, FleetBroker, FleetTopicPlugin
 from cloud_stub.errors import BrokerError
 
 __all__ = [
     "LOOPBACK",
+    "MOSQUITTO_ACL",
     "MOSQUITTO_CONF",
+    "MOSQUITTO_TLS_CONF",
     "BrokerHandle",
     "BrokerUrl",
     "EmbeddedBroker",
     "MosquittoProcess",
     "OpenAuthPlugin",
+    "TlsListener",
     "find_mosquitto",
     "free_port",
     "mqtt_answers",
@@ -60,8 +80,11 @@ __all__ = [
 
 LOOPBACK: Final = "127.0.0.1"
 MOSQUITTO_CONF: Final = Path(__file__).with_name("mosquitto.conf")
+MOSQUITTO_TLS_CONF: Final = Path(__file__).with_name("mosquitto-tls.conf")
+MOSQUITTO_ACL: Final = Path(__file__).with_name("mosquitto.acl")
 _DEFAULT_PORTS: Final = {"mqtt": 1883, "mqtts": 8883}
 _MOSQUITTO_CANDIDATES: Final = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
+_DISCONNECT_ERRNOS: Final = frozenset({errno.ENOTCONN, errno.ECONNRESET, errno.EPIPE})
 _START_TIMEOUT: Final = 10.0
 _STOP_TIMEOUT: Final = 10.0
 
@@ -129,14 +152,26 @@ _CONNACK_ACCEPTED: Final = bytes.fromhex("20020000")
 _DISCONNECT: Final = bytes.fromhex("e000")
 
 
-def mqtt_answers(host: str, port: int, *, tls: bool = False, timeout: float = 1.0) -> bool:
-    """True if an MQTT 3.1.1 broker on `host:port` accepts a clean, anonymous CONNECT."""
+def mqtt_answers(
+    host: str,
+    port: int,
+    *,
+    tls: bool = False,
+    timeout: float = 1.0,
+    context: ssl.SSLContext | None = None,
+) -> bool:
+    """True if an MQTT 3.1.1 broker on `host:port` accepts a clean CONNECT without username.
+
+    With `tls`, the handshake uses `context` (a client certificate, say) or, without it, one
+    that checks nothing.
+    """
     try:
         with socket.create_connection((host, port), timeout=timeout) as raw:
             if tls:
-                context = ssl.create_default_context()
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
+                if context is None:
+                    context = ssl.create_default_context()
+                    context.check_hostname = False
+                    context.verify_mode = ssl.CERT_NONE
                 sock: socket.socket = context.wrap_socket(raw, server_hostname=host)
             else:
                 sock = raw
@@ -161,6 +196,7 @@ def wait_for_broker(
     timeout: float,
     tls: bool = False,
     alive: Callable[[], bool] | None = None,
+    context: ssl.SSLContext | None = None,
 ) -> None:
     """Block until an MQTT broker answers on `host:port`.
 
@@ -170,7 +206,7 @@ def wait_for_broker(
     while True:
         if alive is not None and not alive():
             raise BrokerError(f"broker on {host}:{port} exited during start-up")
-        if mqtt_answers(host, port, tls=tls):
+        if mqtt_answers(host, port, tls=tls, context=context):
             return
         if time.monotonic() > deadline:
             raise BrokerError(f"broker on {host}:{port} not answering after {timeout}s")
@@ -187,17 +223,149 @@ class OpenAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]
         return True
 
 
+log = logging.getLogger("cloud_stub.broker")
+
+_MQTT_311_LEVEL: Final = 4
+_MAX_CONNECT: Final = 64 * 1024
+# CONNACK, return code 1: unacceptable protocol version (MQTT 3.1.1 section 3.2.2.3)
+_CONNACK_BAD_PROTOCOL: Final = b"\x20\x02\x00\x01"
+
+
+class _ReplayedReader(ReaderAdapter):  # type: ignore[misc]
+    """amqtt's stream reader, with the bytes already read put back in front."""
+
+    def __init__(self, reader: asyncio.StreamReader, head: bytes) -> None:
+        self._reader = reader
+        self._head = bytearray(head)
+
+    async def read(self, n: int = -1) -> bytes:
+        if not self._head:
+            return await (self._reader.read(n) if n == -1 else self._reader.readexactly(n))
+        if n == -1 or n >= len(self._head):
+            data = bytes(self._head)
+            self._head.clear()
+            if n > len(data):
+                data += await self._reader.readexactly(n - len(data))
+            return data
+        data = bytes(self._head[:n])
+        del self._head[:n]
+        return data
+
+    def feed_eof(self) -> None:
+        self._reader.feed_eof()
+
+
+async def _first_packet(reader: asyncio.StreamReader) -> bytes:
+    """The client's first packet, whole: fixed header, remaining length, body."""
+    head = await reader.readexactly(1)
+    length = shift = 0
+    for _ in range(4):
+        byte = await reader.readexactly(1)
+        head += byte
+        length |= (byte[0] & 0x7F) << shift
+        shift += 7
+        if not byte[0] & 0x80:
+            break
+    if length > _MAX_CONNECT:
+        raise ValueError(f"first packet of {length} bytes")
+    return head + await reader.readexactly(length)
+
+
+def _protocol_level(packet: bytes) -> int | None:
+    """The protocol level of a CONNECT (``\x10 len \x00\x04 MQTT level``), else None."""
+    if packet[:1] != b"\x10":
+        return None
+    start = packet.find(b"\x00\x04MQTT", 1, 12)
+    return packet[start + 6] if start > 0 and len(packet) > start + 6 else None
+
+
+class _Broker(Broker):  # type: ignore[misc]
+    """amqtt, answering an MQTT 5 CONNECT at once with "unacceptable protocol version".
+
+    amqtt 0.12 parses every CONNECT as 3.1.1; the properties of a version 5 CONNECT (a
+    TCU's session expiry) make it wait for bytes that never come, and the client falls
+    back to 3.1.1 only after its connect timeout (10 s for a TCU). The first packet is read
+    here, a version 5 one refused as the 3.1.1 specification says, anything else handed to
+    amqtt unchanged.
+    """
+
+    async def stream_connected(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, listener_name: str
+    ) -> None:
+        try:
+            first = await _first_packet(reader)
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError) as exc:
+            log.info("a client hung up before its MQTT session began: %s", exc)
+            writer.close()
+            return
+        except asyncio.CancelledError:
+            # the broker stops while a client is still sending its CONNECT; ending the task
+            # normally spares asyncio's stream callback (3.11) a CancelledError traceback
+            log.info("a client was still connecting when the broker stopped")
+            writer.close()
+            return
+        level = _protocol_level(first)
+        if level is not None and level > _MQTT_311_LEVEL:
+            log.info("refused an MQTT protocol level %d CONNECT: amqtt speaks 3.1.1", level)
+            with contextlib.suppress(ConnectionError):
+                writer.write(_CONNACK_BAD_PROTOCOL)
+                await writer.drain()
+            writer.close()
+            return
+        await self.external_connected(
+            _ReplayedReader(reader, first), StreamWriterAdapter(writer), listener_name
+        )
+
+
+class _FleetBroker(_Broker, FleetBroker):
+    """The fleet's rules (``cloud_stub.amqtt_fleet``) with the quick MQTT 5 refusal."""
+
+
+def _is_disconnect(context: dict[str, Any]) -> bool:
+    """Whether the loop's error is a client that hung up during amqtt's connection callback."""
+    exc = context.get("exception")
+    if "client_connected_cb" not in str(context.get("message", "")):
+        return False
+    return isinstance(exc, ConnectionError) or (
+        isinstance(exc, OSError) and exc.errno in _DISCONNECT_ERRNOS
+    )
+
+
 class EmbeddedBroker:
     """amqtt's broker in the running event loop, on loopback and a free or given port.
 
     ``async with EmbeddedBroker() as broker: broker.url``
     """
 
-    def __init__(self, *, host: str = LOOPBACK, port: int = 0) -> None:
+    def __init__(
+        self, *, host: str = LOOPBACK, port: int = 0, tls: TlsListener | None = None
+    ) -> None:
         self._host = host
         self._requested_port = port
         self._port = port
+        self._tls = tls
         self._broker: Broker | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._previous_handler: Any = None
+
+    def _quiet_disconnects(self) -> None:
+        loop = self._loop = asyncio.get_running_loop()
+        previous = self._previous_handler = loop.get_exception_handler()
+
+        def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+            if _is_disconnect(context):
+                log.info("a client hung up before its MQTT session began: %s", context["exception"])
+            elif previous is not None:
+                previous(loop, context)
+            else:
+                loop.default_exception_handler(context)
+
+        loop.set_exception_handler(handler)
+
+    def _restore_handler(self) -> None:
+        loop, self._loop = self._loop, None
+        if loop is not None:
+            loop.set_exception_handler(self._previous_handler)
 
     @property
     def host(self) -> str:
@@ -211,13 +379,22 @@ class EmbeddedBroker:
 
     @property
     def url(self) -> str:
-        return f"mqtt://{self.host}:{self.port}"
+        return f"{'mqtts' if self._tls else 'mqtt'}://{self.host}:{self.port}"
 
     def _config(self, port: int) -> dict[str, Any]:
-        return {
-            "listeners": {"default": {"type": "tcp", "bind": f"{self._host}:{port}"}},
-            "plugins": {f"{OpenAuthPlugin.__module__}.{OpenAuthPlugin.__qualname__}": {}},
-        }
+        listener: dict[str, Any] = {"type": "tcp", "bind": f"{self._host}:{port}"}
+        plugins: dict[str, Any] = {_dotted(OpenAuthPlugin): {}}
+        if self._tls is not None:
+            listener.update(
+                ssl=True,
+                cafile=str(self._tls.cafile),
+                certfile=str(self._tls.certfile),
+                keyfile=str(self._tls.keyfile),
+            )
+        if self._tls is not None and self._tls.mutual:
+            crl = str(self._tls.crlfile) if self._tls.crlfile else None
+            plugins = {_dotted(FleetAuthPlugin): {"crlfile": crl}, _dotted(FleetTopicPlugin): {}}
+        return {"listeners": {"default": listener}, "plugins": plugins}
 
     async def start(self) -> None:
         if self._broker is not None:
@@ -225,7 +402,8 @@ class EmbeddedBroker:
         attempts = 1 if self._requested_port else 5
         for attempt in range(attempts):
             port = self._requested_port or free_port(self._host)
-            broker = Broker(self._config(port))
+            mutual = self._tls is not None and self._tls.mutual
+            broker = (_FleetBroker if mutual else _Broker)(self._config(port))
             try:
                 await broker.start()
             except (AMQTTError, AmqttBrokerError, OSError) as exc:
@@ -236,12 +414,16 @@ class EmbeddedBroker:
                 continue
             self._broker = broker
             self._port = port
+            self._quiet_disconnects()
             return
 
     async def stop(self) -> None:
         broker, self._broker = self._broker, None
         if broker is not None:
-            await broker.shutdown()
+            try:
+                await broker.shutdown()
+            finally:
+                self._restore_handler()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -254,6 +436,10 @@ class EmbeddedBroker:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+
+def _dotted(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 # --- Mosquitto, a child process ----------------------------------------------------------
@@ -272,11 +458,30 @@ def find_mosquitto() -> str | None:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TlsListener:
-    """Certificate files for a Mosquitto TLS listener."""
+    """Certificate files for a Mosquitto TLS listener.
+
+    With `client_certfile` (a key and certificate in one PEM the broker must accept) the
+    listener is the fleet's: ``mosquitto-tls.conf`` (client certificates required, CN as
+    username, no anonymous clients), ``mosquitto.acl`` and `crlfile`; readiness is probed
+    with that certificate.
+    """
 
     cafile: Path
     certfile: Path
     keyfile: Path
+    crlfile: Path | None = None
+    client_certfile: Path | None = None
+
+    @property
+    def mutual(self) -> bool:
+        return self.client_certfile is not None
+
+    def probe_context(self) -> ssl.SSLContext:
+        """What `wait_for_broker` connects with: trusts `cafile`, shows `client_certfile`."""
+        client = str(self.client_certfile) if self.client_certfile else None
+        context = client_tls_context(str(self.cafile), client)
+        context.check_hostname = False
+        return context
 
 
 class MosquittoProcess:
@@ -348,11 +553,20 @@ class MosquittoProcess:
             f"persistence_location {self._data_dir.resolve()}/",
             "persistence_file mosquitto.db",
         ]
+        if self._tls is not None and self._tls.mutual:
+            try:
+                fleet = MOSQUITTO_TLS_CONF.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise BrokerError(f"cannot read {MOSQUITTO_TLS_CONF}: {exc.strerror}") from None
+            tail += ["", fleet.rstrip("\n"), "", "# generated: the fleet CA's files"]
+            tail.append(f"acl_file {MOSQUITTO_ACL}")
+            if self._tls.crlfile is not None:
+                tail.append(f"crlfile {self._tls.crlfile.resolve()}")
         if self._tls is not None:
             tail += [
-                f"cafile {self._tls.cafile}",
-                f"certfile {self._tls.certfile}",
-                f"keyfile {self._tls.keyfile}",
+                f"cafile {self._tls.cafile.resolve()}",
+                f"certfile {self._tls.certfile.resolve()}",
+                f"keyfile {self._tls.keyfile.resolve()}",
             ]
         if os.geteuid() == 0:
             tail.append(f"user {getpass.getuser()}")
@@ -398,6 +612,7 @@ class MosquittoProcess:
                 timeout=_START_TIMEOUT,
                 tls=self._tls is not None,
                 alive=lambda: self.running,
+                context=self._tls.probe_context() if self._tls and self._tls.mutual else None,
             )
         except BrokerError as exc:
             self.kill()
@@ -416,6 +631,12 @@ class MosquittoProcess:
     def kill(self) -> None:
         """SIGKILL: messages since the last autosave are lost."""
         self._end(signal.SIGKILL)
+
+    def reload(self) -> None:
+        """SIGHUP: Mosquitto reads its configuration, ACL, certificates and CRL again."""
+        if self._process is None or not self.running:
+            raise BrokerError("mosquitto is not running")
+        self._process.send_signal(signal.SIGHUP)
 
     def restart(self) -> None:
         """Stop (if running) and start again on the same port and persistence file."""

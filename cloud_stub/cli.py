@@ -20,13 +20,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from cloud_stub.broker import LOOPBACK, EmbeddedBroker, parse_broker_url
+from cloud_stub.broker import LOOPBACK, MOSQUITTO_ACL, EmbeddedBroker, parse_broker_url
+from cloud_stub.ca import FleetCA
 from cloud_stub.commands import CommandBuilder
 from cloud_stub.errors import CloudError
 from cloud_stub.ingest import DEFAULT_PREFIX
 from cloud_stub.keys import backend_public_key_pem, load_backend_key
+from cloud_stub.mailbox import MAILBOX_FILE, Mailbox
 from cloud_stub.registry import Registry
 from cloud_stub.service import (
+    DEFAULT_DATA,
     REGISTRY_FILE,
     STORE_FILE,
     Backend,
@@ -48,11 +51,10 @@ from cloud_stub.workers import (
     worker_client_id,
 )
 from tcu.errors import TcuError
-from tcu.telemetry.cose import key_id, public_key_from_pem
+from tcu.telemetry.codec.cose import key_id, public_key_from_pem
 
 __all__ = ["main"]
 
-DEFAULT_DATA: Final = "cloud-stub-data"
 MAX_PEM_FILE: Final = 64 * 1024
 
 Handler = Callable[[argparse.Namespace], int]
@@ -154,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     public = sub.add_parser("public-key", parents=[common], help="print the backend public key")
     public.set_defaults(handler=_public_key)
+    _pki_parser(sub, common)
     return parser
 
 
@@ -177,6 +180,8 @@ def _serve(args: argparse.Namespace) -> int:
         level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
     logging.getLogger("cloud_stub").setLevel(logging.INFO if args.verbose else logging.WARNING)
+    # amqtt warns about every client that tries MQTT 5 first (a TCU does): -v shows them
+    logging.getLogger("amqtt").setLevel(logging.WARNING if args.verbose else logging.ERROR)
     asyncio.run(_serve_async(args))
     return 0
 
@@ -312,8 +317,8 @@ def _set_service(args: argparse.Namespace) -> int:
             print(f"{args.vin}: {state} (registry only; give --broker to tell the vehicle)")
             return 0
         name = "activate" if args.active else "deactivate"
-        counter = _send(args, registry, name, None, tls)
-    print(f"{args.vin}: {state}; sent {name} counter {counter}")
+        sent = _send(args, registry, name, None, tls)
+    print(f"{args.vin}: {state}; {name} {sent}")
     return 0
 
 
@@ -321,8 +326,8 @@ def _command(args: argparse.Namespace) -> int:
     tls = _tls(args)
     parse_broker_url(args.broker)
     with Registry(args.data / REGISTRY_FILE) as registry:
-        counter = _send(args, registry, args.name, args.argument, tls)
-    print(f"{args.vin}: sent {args.name} counter {counter}")
+        sent = _send(args, registry, args.name, args.argument, tls)
+    print(f"{args.vin}: {args.name} {sent}")
     return 0
 
 
@@ -332,14 +337,36 @@ def _send(
     name: str,
     argument: str | None,
     tls: TlsFiles | None,
-) -> int:
+) -> str:
+    """Sign the command and hand it to the mailbox; say whether it left or waits."""
     builder = CommandBuilder(registry, load_backend_key(args.data), prefix=args.prefix)
-    signed = builder.build(args.vin, name, argument, now_epoch=time.time())
-    asyncio.run(publish_once(args.broker, signed.topic, signed.payload, tls=tls))
-    return signed.downlink.counter
+    now = time.time()
+    signed = builder.build(args.vin, name, argument, now_epoch=now)
+    downlink = signed.downlink
+    with Mailbox(args.data / MAILBOX_FILE) as mailbox:
+        messages = mailbox.post(signed, now=now)
+        heard = mailbox.is_heard(args.vin)
+    if messages:
+        asyncio.run(publish_once(args.broker, messages, tls=tls))
+    done = f"{downlink.command_id} (counter {downlink.counter})"
+    if heard:
+        return f"{done} sent"
+    return (
+        f"{done} waits for the vehicle, which has not connected yet,"
+        f" until {_utc(downlink.expires_at)}"
+    )
+
+
+def _utc(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
 
 
 def _stats(args: argparse.Namespace) -> int:
+    if not args.data.is_dir():
+        raise CloudError(
+            f"--data {args.data}: no such directory (cloud-stub serve, register or"
+            " tcu provision --backend-data create it)"
+        )
     report: dict[str, Any] = {}
     with Registry(args.data / REGISTRY_FILE) as registry:
         report["vehicles"] = [
@@ -364,6 +391,21 @@ def _stats(args: argparse.Namespace) -> int:
             for p in store.progress()
         ]
         report["drops"] = {v["vin"]: store.drops(v["vin"]) for v in report["vehicles"]}
+        report["downlink_refusals"] = {
+            v["vin"]: [
+                {"reason": r.reason, "t_ms": r.t_ms, "claimed_command_id": r.command_id}
+                for r in store.downlink_refusals(v["vin"])
+            ]
+            for v in report["vehicles"]
+        }
+    with Mailbox(args.data / MAILBOX_FILE) as mailbox:
+        report["downlinks"] = {
+            v["vin"]: [
+                {"command_id": d.command_id, "name": d.name, "state": d.state}
+                for d in mailbox.pending(v["vin"])
+            ]
+            for v in report["vehicles"]
+        }
     report["ingest"] = merged_stats(args.data) or read_stats(args.data)
     print(json.dumps(report, indent=2))
     return 0
@@ -371,6 +413,80 @@ def _stats(args: argparse.Namespace) -> int:
 
 def _public_key(args: argparse.Namespace) -> int:
     sys.stdout.write(backend_public_key_pem(args.data).decode("ascii"))
+    return 0
+
+
+# --- the fleet CA ------------------------------------------------------------------------
+
+
+def _pki_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    pki = sub.add_parser("pki", help="the fleet CA: broker identities, revocation, CRL")
+    actions = pki.add_subparsers(dest="pki_action", required=True, metavar="ACTION")
+    init = actions.add_parser(
+        "init", parents=[common], help="make the CA, the broker's and the backend's certificates"
+    )
+    init.add_argument(
+        "--days", type=float, default=365, help="validity of the two certificates (%(default)s)"
+    )
+    init.set_defaults(handler=_pki_init)
+    listing = actions.add_parser("list", parents=[common], help="every certificate issued")
+    listing.set_defaults(handler=_pki_list)
+    revoke = actions.add_parser(
+        "revoke", parents=[common], help="revoke a VIN's certificates (or one serial)"
+    )
+    revoke.add_argument("cn", nargs="?", help="the VIN (or CN) whose certificates to revoke")
+    revoke.add_argument("--serial", help="revoke only the certificate with this serial (hex)")
+    revoke.set_defaults(handler=_pki_revoke)
+    crl = actions.add_parser("crl", parents=[common], help="sign the CRL again (new nextUpdate)")
+    crl.set_defaults(handler=_pki_crl)
+
+
+def _pki_init(args: argparse.Namespace) -> int:
+    ca = FleetCA(args.data)
+    backend = ca.issue_backend(days=args.days)
+    listener = ca.issue_broker(days=args.days)
+    print(f"fleet CA {ca.cert_path} (key {ca.key_path}, mode 0600)")
+    print(f"backend certificate and key {backend} (mode 0600): cloud-stub serve --broker")
+    print(
+        f"  mqtts://127.0.0.1:8883 --cafile {ca.cert_path} --certfile {backend} --keyfile {backend}"
+    )
+    cli = backend.with_name("cli.pem")
+    print(f"command-line tools (command, activate, deactivate): --certfile {cli} --keyfile {cli}")
+    print("Mosquitto: cloud_stub/mosquitto.conf, then 'listener 8883 127.0.0.1', then")
+    print(f"cloud_stub/mosquitto-tls.conf, then:\n  acl_file {MOSQUITTO_ACL}")
+    for name, path in (
+        ("crlfile", listener.crlfile),
+        ("cafile", listener.cafile),
+        ("certfile", listener.certfile),
+        ("keyfile", listener.keyfile),
+    ):
+        print(f"  {name} {Path(str(path)).resolve()}")
+    return 0
+
+
+def _pki_list(args: argparse.Namespace) -> int:
+    print(json.dumps([i.as_dict() for i in FleetCA(args.data).issued()], indent=2))
+    return 0
+
+
+def _pki_revoke(args: argparse.Namespace) -> int:
+    serial = None
+    if args.serial is not None:
+        try:
+            serial = int(args.serial, 16)
+        except ValueError:
+            raise CloudError(f"--serial {args.serial!r} is not hex") from None
+    if (args.cn is None) == (serial is None):
+        raise CloudError("revoke takes a VIN (or CN) or --serial, one of the two")
+    revoked = FleetCA(args.data).revoke(cn=args.cn, serial=serial)
+    for item in revoked:
+        print(f"revoked {item.cn} serial {item.serial:x}")
+    print("the broker reads the new CRL on SIGHUP (kill -HUP <mosquitto pid>) or restart")
+    return 0
+
+
+def _pki_crl(args: argparse.Namespace) -> int:
+    print(f"{FleetCA(args.data).refresh_crl()}: signed again; send the broker SIGHUP")
     return 0
 
 

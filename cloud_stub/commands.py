@@ -18,8 +18,8 @@ from typing import Final
 from cloud_stub.errors import CommandError
 from cloud_stub.keys import BackendKey
 from cloud_stub.registry import Registry
-from tcu.telemetry.cose import SigningKey, generate_key, sign1
-from tcu.telemetry.schema import DOWNLINK_NAMES, DownlinkMessage, encode_downlink
+from tcu.telemetry.codec.cose import SigningKey, generate_key, sign1
+from tcu.telemetry.codec.schema import DOWNLINK_NAMES, DownlinkMessage, encode_downlink
 
 __all__ = [
     "ARGUMENT_COMMANDS",

@@ -1,15 +1,18 @@
-"""SQLite connections shared by the registry and the store."""
+"""SQLite files of the backend: the registry, the store and the mailbox share one shape."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Final
+from types import TracebackType
+from typing import Final, Self
 
 from cloud_stub.errors import CloudError
 
-__all__ = ["connect"]
+__all__ = ["SqliteFile", "connect", "transaction"]
 
 _BUSY_TIMEOUT_S: Final = 10.0
 
@@ -26,3 +29,39 @@ def connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
     except (OSError, sqlite3.Error) as exc:
         raise CloudError(f"cannot open database {where}: {exc}") from None
     return db
+
+
+@contextlib.contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``; ``ROLLBACK`` on any exception."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+class SqliteFile:
+    """One SQLite file in WAL mode with its schema; a context manager that closes it."""
+
+    SCHEMA: str = ""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self._db = connect(path)
+        self._db.executescript(self.SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

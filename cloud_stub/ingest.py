@@ -16,6 +16,18 @@ A message walks these gates in order and stops at the first one that fails:
 7. telemetry only: the vehicle's service must be active ("inactive"). Status messages (command
    results) are accepted from inactive vehicles too: they report on deactivation.
 
+A message that passes gate 4 was signed by the vehicle: it has connected and subscribed, so
+the optional `Mailbox` releases the downlinks that waited for it (their publications come
+back with the other replies).
+
+A status is filed in a command's history (``Store.statuses``) only when it names a command
+the vehicle verified: never a refusal for ``bad_signature``, ``malformed`` or ``wrong_vin``
+(the vehicle could not trust that message's id and counter), never a refusal of a command
+whose history already holds an answer (a replay of old bytes cannot write into it), and,
+with a mailbox, a refusal only of an id and counter this backend issued to that VIN.
+Anything else is a downlink refusal (``Store.downlink_refusals``), counted, keeping what
+the vehicle claimed.
+
 A telemetry batch that passes is stored (each (vin, epoch, seq) once) and answered with a
 signed ack carrying the highest contiguous seq of that (vin, epoch) - also when every record
 was a duplicate, so a TCU whose ack was lost learns where it stands. Every refusal is counted
@@ -28,27 +40,32 @@ group commit) and acknowledged in the order they came.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Final, Literal, TypeAlias, cast, get_args
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, cast, get_args
 
 from cloud_stub.errors import IngestRefused
 from cloud_stub.keys import BackendKey
 from cloud_stub.registry import Registry, Vehicle
 from cloud_stub.store import BatchResult, RecordStore
 from tcu.errors import DecodeError
-from tcu.telemetry.cbor_strict import DEFAULT_MAX_SIZE
-from tcu.telemetry.cose import CoseError, VerifyKey, verify1
-from tcu.telemetry.records import is_vin
-from tcu.telemetry.schema import (
+from tcu.telemetry.codec.cbor_strict import DEFAULT_MAX_SIZE
+from tcu.telemetry.codec.cose import CoseError, VerifyKey, verify1
+from tcu.telemetry.codec.schema import (
     AckMessage,
     BatchMessage,
+    StatusMessage,
     decode_batch,
     decode_status,
     encode_ack,
 )
+from tcu.telemetry.records import is_vin
+
+if TYPE_CHECKING:
+    from cloud_stub.mailbox import Mailbox
 
 __all__ = [
     "DEFAULT_MAX_PAYLOAD",
@@ -88,6 +105,8 @@ _COSE_REASONS: Final[dict[str, RefusalReason]] = {
     "unknown_kid": "wrong_kid",
     "bad_signature": "bad_signature",
 }
+# refusals of a message the vehicle could not verify as its own: its id and counter are claims
+_UNVERIFIED_REFUSALS: Final = frozenset({"bad_signature", "malformed", "wrong_vin"})
 _KEY_CACHE_SIZE: Final = 1024
 _SQLITE_INT_MAX: Final = 2**63 - 1
 
@@ -99,6 +118,7 @@ class Publish:
     topic: str
     payload: bytes
     qos: int = 1
+    retain: bool = False
 
     def __post_init__(self) -> None:
         if not self.topic or any(c in self.topic for c in "+#\0"):
@@ -134,6 +154,7 @@ class IngestStats:
     conflicts: int
     statuses: int
     status_duplicates: int
+    downlink_refusals: int
     acks: int
     refused: Mapping[str, int] = field(default_factory=dict)
 
@@ -153,6 +174,7 @@ class IngestStats:
             "conflicts": self.conflicts,
             "statuses": self.statuses,
             "status_duplicates": self.status_duplicates,
+            "downlink_refusals": self.downlink_refusals,
             "acks": self.acks,
             "refused": dict(sorted(self.refused.items())),
         }
@@ -169,6 +191,8 @@ class Ingest:
         backend_key: BackendKey,
         prefix: str = DEFAULT_PREFIX,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
+        mailbox: Mailbox | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if not prefix or prefix.startswith("/") or prefix.endswith("/") or "+" in prefix:
             raise ValueError(f"invalid topic prefix {prefix!r}")
@@ -179,6 +203,8 @@ class Ingest:
         self._backend_key = backend_key
         self._prefix = prefix
         self._max_payload = max_payload
+        self._mailbox = mailbox
+        self._clock = clock
         self._keys: dict[bytes, VerifyKey] = {}
         self.refused: Counter[str] = Counter()
         self._totals: Counter[str] = Counter()
@@ -202,19 +228,19 @@ class Ingest:
         accepted: list[tuple[int, BatchMessage]] = []
         for topic, payload in messages:
             self._totals["messages"] += 1
+            batch: BatchMessage | None = None
             try:
-                outcome = self._receive(topic, payload)
+                outcome, batch = self._receive(topic, payload)
             except IngestRefused as refusal:
                 reason = cast(RefusalReason, refusal.reason)
                 self.refused[reason] += 1
                 outcome = [Refused(topic=topic, reason=reason, detail=refusal.detail)]
-            if isinstance(outcome, BatchMessage):
-                accepted.append((len(replies), outcome))
-                outcome = []
+            if batch is not None:
+                accepted.append((len(replies), batch))
             replies.append(outcome)
         results = self._store.add_batches([batch for _, batch in accepted])
         for (index, batch), result in zip(accepted, results, strict=True):
-            replies[index] = [self._ack(batch, result)]
+            replies[index].append(self._ack(batch, result))
         return replies
 
     def stats(self) -> IngestStats:
@@ -227,11 +253,13 @@ class Ingest:
             conflicts=totals["conflicts"],
             statuses=totals["statuses"],
             status_duplicates=totals["status_duplicates"],
+            downlink_refusals=totals["downlink_refusals"],
             acks=totals["acks"],
             refused=self.refused,
         )
 
-    def _receive(self, topic: str, payload: bytes) -> list[Reply] | BatchMessage:
+    def _receive(self, topic: str, payload: bytes) -> tuple[list[Reply], BatchMessage | None]:
+        """The replies so far, and the batch to store (its ack comes after the group)."""
         if not isinstance(payload, bytes | bytearray):
             raise IngestRefused("malformed_cose", f"payload is {type(payload).__name__}")
         if len(payload) > self._max_payload:
@@ -241,9 +269,19 @@ class Ingest:
         if vehicle is None:
             raise IngestRefused("unknown_vin", f"VIN {vin} is not registered")
         content = self._verify(bytes(payload), vehicle)
-        if leaf == "status":
-            return self._status(vehicle, content)
-        return self._telemetry(vehicle, content)
+        released: list[Reply] = []
+        if self._mailbox is not None:
+            released.extend(self._mailbox.heard(vin, self._clock()))
+        try:
+            if leaf == "status":
+                return released + self._status(vehicle, content), None
+            return released, self._telemetry(vehicle, content)
+        except IngestRefused as refusal:
+            if not released:
+                raise
+            reason = cast(RefusalReason, refusal.reason)
+            self.refused[reason] += 1
+            return [*released, Refused(topic=topic, reason=reason, detail=refusal.detail)], None
 
     def _parse_topic(self, topic: str) -> tuple[str, str]:
         head = f"{self._prefix}/"
@@ -310,11 +348,35 @@ class Ingest:
             raise IngestRefused(
                 "vin_mismatch", f"payload VIN {status.vin} on {vehicle.vin}'s topic"
             )
-        if self._store.add_status(status):
-            self._totals["statuses"] += 1
+        out: list[Reply] = []
+        if self._in_history(status, out):
+            if self._store.add_status(status):
+                self._totals["statuses"] += 1
+            else:
+                self._totals["status_duplicates"] += 1
+        elif self._store.add_downlink_refusal(status):
+            self._totals["downlink_refusals"] += 1
         else:
             self._totals["status_duplicates"] += 1
-        return []
+        return out
+
+    def _in_history(self, status: StatusMessage, out: list[Reply]) -> bool:
+        """Whether the status names a verified command (see the module docstring).
+
+        Accepted, completed and failed come only from a command whose signature the vehicle
+        verified; a refusal names one only for the reasons checked after the signature,
+        as the first answer, and (with a mailbox) for a command this backend issued.
+        """
+        refused = status.outcome == "refused"
+        if not status.command_id or (refused and status.reason in _UNVERIFIED_REFUSALS):
+            return False
+        if refused and self._store.answered_otherwise(status):
+            return False
+        if self._mailbox is None:
+            return True
+        issued, clear = self._mailbox.answered(status.vin, status.command_id, status.counter)
+        out.extend(clear)
+        return issued or not refused
 
 
 def _check_storable(*numbers: int) -> None:

@@ -18,7 +18,7 @@ from typing import Final
 
 from cloud_stub.errors import KeyStoreError
 from tcu.errors import ConfigError
-from tcu.telemetry.cose import (
+from tcu.telemetry.codec.cose import (
     SigningKey,
     generate_key,
     key_id,

@@ -37,7 +37,7 @@ import aiomqtt
 from cloud_stub.registry import Registry
 from cloud_stub.service import REGISTRY_FILE
 from cloud_stub.testing import VehicleDouble
-from tcu.telemetry.cose import VerifyKey
+from tcu.telemetry.codec.cose import VerifyKey
 
 __all__ = ["ServeProcess", "SimVan", "VanReport", "drive", "register"]
 

@@ -29,6 +29,7 @@ __all__ = ["PostgresCluster", "find_postgres"]
 
 _SUPERUSER: Final = "postgres"
 _START_TIMEOUT_S: Final = 60
+_PORT_ATTEMPTS: Final = 3
 
 
 def find_postgres() -> Path | None:
@@ -77,15 +78,22 @@ class PostgresCluster(ManagedServer):
             "initdb", "-D", str(data), "-U", _SUPERUSER, "--auth=trust", "-E", "UTF8",
             "--no-instructions", "--no-sync",
         )  # fmt: skip
-        self.port = free_port()
-        options = (
-            f"-c listen_addresses={LOOPBACK} -p {self.port} -k {self.folder}"
-            f" -c fsync={'on' if self.fsync else 'off'} -c max_connections=200"
-        )
-        self._run(
-            "pg_ctl", "-D", str(data), "-l", str(self.folder / "server.log"), "-o", options,
-            "-w", "-t", str(_START_TIMEOUT_S), "start",
-        )  # fmt: skip
+        for attempt in range(_PORT_ATTEMPTS):
+            # a free port may be taken by someone else before the server binds it: retry
+            self.port = free_port()
+            options = (
+                f"-c listen_addresses={LOOPBACK} -p {self.port} -k {self.folder}"
+                f" -c fsync={'on' if self.fsync else 'off'} -c max_connections=200"
+            )
+            try:
+                self._run(
+                    "pg_ctl", "-D", str(data), "-l", str(self.folder / "server.log"),
+                    "-o", options, "-w", "-t", str(_START_TIMEOUT_S), "start",
+                )  # fmt: skip
+                return
+            except CloudError:
+                if attempt == _PORT_ATTEMPTS - 1:
+                    raise
 
     def database(self, name: str | None = None) -> str:
         """Create a database (a fresh name unless given) and return its URL."""

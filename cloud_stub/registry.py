@@ -10,16 +10,14 @@ increments and returns it in one statement. Unknown VINs and unusable registrati
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Final, Self
+from typing import Final
 
-from cloud_stub.db import connect
+from cloud_stub.db import SqliteFile
 from cloud_stub.errors import RegistryError
 from tcu.errors import ConfigError
-from tcu.telemetry.cose import MAX_KID_LEN, VerifyKey, public_key_from_pem
+from tcu.telemetry.codec.cose import MAX_KID_LEN, VerifyKey, public_key_from_pem
 from tcu.telemetry.records import is_vin
 
 __all__ = ["Registry", "Vehicle"]
@@ -54,26 +52,10 @@ class Vehicle:
             raise RegistryError(f"{self.vin}: {exc}") from None
 
 
-class Registry:
+class Registry(SqliteFile):
     """VIN -> public key, kid, service flag and downlink counter, in SQLite at `path`."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self._db = connect(path)
-        self._db.executescript(_SCHEMA)
-
-    def close(self) -> None:
-        self._db.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+    SCHEMA = _SCHEMA
 
     def register(self, vin: str, public_key_pem: bytes, kid: bytes) -> Vehicle:
         """Add a vehicle (inactive), or replace the key of a known one (flag and counter stay)."""

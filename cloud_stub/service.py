@@ -20,6 +20,11 @@ One of several workers (``shared_group``): the client speaks MQTT 5 with a sessi
 outlives the connection (``clean_start`` false, session expiry `_SESSION_EXPIRY_S`) and
 subscribes to ``$share/{group}/...``, so the broker hands each message to one worker of the
 group. The store is given as ``store`` (a path or a ``postgresql://`` URL, `open_store`).
+
+Commands go through the `Mailbox` (``mailbox.sqlite``): a vehicle that has never connected
+gets them when it first subscribes (a retained head, then the queue), one that has gets
+them through its persistent session. A housekeeping task expires waiting commands and
+saves the counters every second, also when no message arrives.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import socket
 import ssl
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -48,11 +53,13 @@ from cloud_stub.commands import DEFAULT_VALIDITY_S, CommandBuilder, SignedDownli
 from cloud_stub.errors import BrokerError, CloudError
 from cloud_stub.ingest import DEFAULT_MAX_PAYLOAD, DEFAULT_PREFIX, Ingest, IngestStats, Publish
 from cloud_stub.keys import load_backend_key
+from cloud_stub.mailbox import MAILBOX_FILE, Mailbox
 from cloud_stub.registry import Registry
 from cloud_stub.store import open_store
 
 __all__ = [
     "CLIENT_ID",
+    "DEFAULT_DATA",
     "REGISTRY_FILE",
     "STATS_FILE",
     "STORE_FILE",
@@ -63,6 +70,7 @@ __all__ = [
 ]
 
 CLIENT_ID: Final = "cloud-stub"
+DEFAULT_DATA: Final = "cloud-stub-data"  # also `tcu provision --backend-data`'s default
 REGISTRY_FILE: Final = "registry.sqlite"
 STORE_FILE: Final = "store.sqlite"
 STATS_FILE: Final = "stats.json"
@@ -152,12 +160,15 @@ class Backend:
         self.backend_key = load_backend_key(self.data_dir)
         self.registry = Registry(self.data_dir / REGISTRY_FILE)
         self.store = open_store(self.data_dir / STORE_FILE if store is None else store)
+        self.mailbox = Mailbox(self.data_dir / MAILBOX_FILE)
         self.ingest = Ingest(
             self.registry,
             self.store,
             backend_key=self.backend_key,
             prefix=prefix,
             max_payload=max_payload,
+            mailbox=self.mailbox,
+            clock=clock,
         )
         self.commands = CommandBuilder(
             self.registry, self.backend_key, prefix=prefix, validity_s=validity_s
@@ -205,6 +216,7 @@ class Backend:
         await self._cancel()
         self.save_stats()
         self.store.close()
+        self.mailbox.close()
         self.registry.close()
 
     async def _cancel(self) -> None:
@@ -250,12 +262,18 @@ class Backend:
                     self._connected.set()
                     delay = first
                     log.info("connected to %s as %s", self.address.url, self._client_id)
-                    messages = client.messages
-                    while True:
-                        group = [await anext(messages)]
-                        while len(messages) and len(group) < _MAX_GROUP:
-                            group.append(await anext(messages))
-                        await self._handle(client, group)
+                    housekeeping = asyncio.create_task(self._housekeeping(client))
+                    try:
+                        messages = client.messages
+                        while True:
+                            group = [await anext(messages)]
+                            while len(messages) and len(group) < _MAX_GROUP:
+                                group.append(await anext(messages))
+                            await self._handle(client, group)
+                    finally:
+                        housekeeping.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await housekeeping
             except aiomqtt.MqttError as exc:
                 log.warning("broker %s: %s; retrying in %.1fs", self.address.url, exc, delay)
             finally:
@@ -292,6 +310,15 @@ class Backend:
         if time.monotonic() - self._stats_saved_at > _STATS_EVERY_S:
             self.save_stats()
 
+    async def _housekeeping(self, client: aiomqtt.Client) -> None:
+        """Every second: expire waiting commands, save the counters for ``cloud-stub stats``."""
+        while True:
+            await asyncio.sleep(_STATS_EVERY_S)
+            for reply in self.mailbox.expire(self._clock()):
+                await self._send_reply(client, reply)
+            if time.monotonic() - self._stats_saved_at >= _STATS_EVERY_S:
+                self.save_stats()
+
     async def _send_reply(self, client: aiomqtt.Client, reply: Publish) -> None:
         """Publish without waiting for the PUBACK, at most `_MAX_PENDING` in flight.
 
@@ -301,7 +328,9 @@ class Backend:
         """
         while len(self._pending) >= _MAX_PENDING:
             await asyncio.wait(self._pending, return_when=asyncio.FIRST_COMPLETED)
-        task = asyncio.create_task(client.publish(reply.topic, reply.payload, qos=reply.qos))
+        task = asyncio.create_task(
+            client.publish(reply.topic, reply.payload, qos=reply.qos, retain=reply.retain)
+        )
         self._pending.add(task)
         task.add_done_callback(self._reply_done)
 
@@ -321,21 +350,31 @@ class Backend:
     async def send_command(
         self, vin: str, name: str, argument: str | None = None, *, timeout: float = 10.0
     ) -> SignedDownlink:
-        """Build, sign and publish (QoS 1) a command to `vin`."""
+        """Build and sign a command to `vin`; publish it (QoS 1) when its vehicle can get it.
+
+        See `Mailbox`: a vehicle never heard from gets it retained (or after the one that is),
+        any other through its persistent session.
+        """
         signed = self.commands.build(vin, name, argument, now_epoch=self._clock())
-        await self.publish(signed, timeout=timeout)
+        for reply in self.mailbox.post(signed, now=self._clock()):
+            await self.publish_raw(reply.topic, reply.payload, retain=reply.retain, timeout=timeout)
         return signed
 
     async def publish(self, signed: SignedDownlink, *, timeout: float = 10.0) -> None:
-        """Publish an already built downlink (genuine or crafted) at QoS 1."""
+        """Publish an already built downlink (genuine or crafted) at QoS 1, at once."""
+        await self.publish_raw(signed.topic, signed.payload, timeout=timeout)
+
+    async def publish_raw(
+        self, topic: str, payload: bytes, *, retain: bool = False, timeout: float = 10.0
+    ) -> None:
         await self.wait_connected(timeout=timeout)
         client = self._client
         if client is None:
             raise BrokerError(f"not connected to {self.address.url}")
         try:
-            await client.publish(signed.topic, signed.payload, qos=1, timeout=timeout)
+            await client.publish(topic, payload, qos=1, retain=retain, timeout=timeout)
         except aiomqtt.MqttError as exc:
-            raise BrokerError(f"cannot publish to {signed.topic}: {exc}") from None
+            raise BrokerError(f"cannot publish to {topic}: {exc}") from None
 
     async def activate(self, vin: str) -> SignedDownlink:
         """Mark the service active and tell the vehicle."""
@@ -393,19 +432,25 @@ def read_stats(data_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
 
 async def publish_once(
     broker_url: str,
-    topic: str,
-    payload: bytes,
+    messages: Sequence[Publish],
     *,
     tls: TlsFiles | None = None,
     timeout: float = 10.0,
 ) -> None:
-    """Connect with a throw-away client id, publish one QoS 1 message, disconnect."""
+    """Connect with a throw-away client id, publish the messages at QoS 1 in order, leave."""
     address = parse_broker_url(broker_url)
     identifier = f"{CLIENT_ID}-cli-{os.getpid()}"
     try:
         async with _client(
             address, identifier=identifier, clean_session=True, tls=tls, timeout=timeout
         ) as client:
-            await client.publish(topic, payload, qos=1, timeout=timeout)
+            for message in messages:
+                await client.publish(
+                    message.topic,
+                    message.payload,
+                    qos=message.qos,
+                    retain=message.retain,
+                    timeout=timeout,
+                )
     except aiomqtt.MqttError as exc:
         raise BrokerError(f"cannot publish to {address.url}: {exc}") from None

@@ -38,10 +38,10 @@ from typing import Any, ClassVar, Final, Self
 
 import cbor2
 
-from cloud_stub.db import connect
+from cloud_stub.db import SqliteFile
 from cloud_stub.errors import CloudError
+from tcu.telemetry.codec.schema import BatchMessage, StatusMessage, dumps
 from tcu.telemetry.records import KIND_CODES
-from tcu.telemetry.schema import BatchMessage, StatusMessage, dumps
 
 __all__ = ["BatchResult", "Progress", "RecordStore", "Store", "StoredRecord", "open_store"]
 
@@ -88,6 +88,15 @@ CREATE TABLE IF NOT EXISTS statuses (
     reason TEXT NOT NULL,
     t_ms INTEGER NOT NULL,
     UNIQUE (vin, command_id, counter, outcome, reason, t_ms)
+) STRICT;
+CREATE TABLE IF NOT EXISTS downlink_refusals (
+    id INTEGER PRIMARY KEY,
+    vin TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    t_ms INTEGER NOT NULL,
+    claimed_command_id TEXT NOT NULL,
+    claimed_counter INTEGER NOT NULL,
+    UNIQUE (vin, reason, t_ms, claimed_command_id, claimed_counter)
 ) STRICT;
 """
 
@@ -284,7 +293,11 @@ class RecordStore(ABC):
         return 0 if row is None else int(row[0])
 
     def add_status(self, status: StatusMessage) -> bool:
-        """Store a command result; False if this exact result was stored already."""
+        """File a command result in the command's history; False if stored already.
+
+        The caller (`Ingest`) decides what is history: only answers that name a verified
+        command (`docs/backend.md`, "Command history").
+        """
         cursor = self._execute(
             "INSERT INTO statuses (vin, command_id, counter, outcome, reason, t_ms)"
             " VALUES (?, ?, ?, ?, ?, ?)"
@@ -299,6 +312,50 @@ class RecordStore(ABC):
             ),
         )
         return int(cursor.rowcount) == 1
+
+    def answered_otherwise(self, status: StatusMessage) -> bool:
+        """Whether the command's history holds an answer other than this very one."""
+        row = self._one(
+            "SELECT 1 FROM statuses WHERE vin = ? AND command_id = ? AND counter = ?"
+            " AND NOT (outcome = ? AND reason = ? AND t_ms = ?) LIMIT 1",
+            (
+                status.vin,
+                status.command_id,
+                status.counter,
+                status.outcome,
+                status.reason or "",
+                status.t_ms,
+            ),
+        )
+        return row is not None
+
+    def add_downlink_refusal(self, status: StatusMessage) -> bool:
+        """Store a refusal that names no verified command; False if stored already.
+
+        The command id and counter are kept as the vehicle claimed them, never as a key
+        of any command's history.
+        """
+        cursor = self._execute(
+            "INSERT INTO downlink_refusals"
+            " (vin, reason, t_ms, claimed_command_id, claimed_counter) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (vin, reason, t_ms, claimed_command_id, claimed_counter) DO NOTHING",
+            (status.vin, status.reason or "", status.t_ms, status.command_id, status.counter),
+        )
+        return int(cursor.rowcount) == 1
+
+    def downlink_refusals(self, vin: str) -> list[StatusMessage]:
+        """Refused downlinks that name no verified command, as the vehicle reported them."""
+        rows = self._all(
+            "SELECT reason, t_ms, claimed_command_id, claimed_counter FROM downlink_refusals"
+            " WHERE vin = ? ORDER BY id",
+            (vin,),
+        )
+        return [
+            StatusMessage(
+                vin=vin, command_id=c, counter=n, outcome="refused", reason=r or "unknown", t_ms=t
+            )
+            for r, t, c, n in rows
+        ]
 
     def statuses(self, vin: str) -> list[StatusMessage]:
         rows = self._all(
@@ -370,15 +427,10 @@ class RecordStore(ABC):
         return {name: int(total) for name, total in rows}
 
 
-class Store(RecordStore):
+class Store(SqliteFile, RecordStore):
     """Telemetry records and command results in SQLite at `path` (the default store)."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self._db = connect(path)
-        self._db.executescript(_SCHEMA)
-
-    def close(self) -> None:
-        self._db.close()
+    SCHEMA = _SCHEMA
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
         return self._db.execute(sql, params)

@@ -64,6 +64,14 @@ _SCHEMA: Final = (
     reason TEXT NOT NULL,
     t_ms BIGINT NOT NULL,
     UNIQUE (vin, command_id, counter, outcome, reason, t_ms))""",
+    """CREATE TABLE IF NOT EXISTS downlink_refusals (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    vin TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    t_ms BIGINT NOT NULL,
+    claimed_command_id TEXT NOT NULL,
+    claimed_counter BIGINT NOT NULL,
+    UNIQUE (vin, reason, t_ms, claimed_command_id, claimed_counter))""",
 )
 # several processes may create the schema at once; one of them does it
 _SCHEMA_LOCK: Final = 0x7463_7573_746F_7265  # "tcustore"
@@ -120,7 +128,7 @@ class PostgresStore(RecordStore):
 
     def clear(self) -> None:
         """Empty every table (tests and benchmarks reuse one database)."""
-        self._db.execute("TRUNCATE records, progress, drops, released, statuses")
+        self._db.execute("TRUNCATE records, progress, drops, released, statuses, downlink_refusals")
 
 
 def _redacted(url: str) -> str:

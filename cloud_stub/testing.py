@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from cloud_stub.registry import Registry, Vehicle
-from tcu.telemetry.cose import (
+from tcu.telemetry.codec.cose import (
     SigningKey,
     VerifyKey,
     generate_key,
@@ -19,8 +19,7 @@ from tcu.telemetry.cose import (
     sign1,
     verify1,
 )
-from tcu.telemetry.records import Record
-from tcu.telemetry.schema import (
+from tcu.telemetry.codec.schema import (
     AckMessage,
     BatchMessage,
     DownlinkMessage,
@@ -30,6 +29,7 @@ from tcu.telemetry.schema import (
     encode_batch,
     encode_status,
 )
+from tcu.telemetry.records import Record
 from tcu.vehicle.catalogue import SIGNAL_IDS
 
 __all__ = ["SOC_SIGNAL", "VehicleDouble"]

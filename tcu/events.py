@@ -9,22 +9,11 @@ driver to carry out: send a CAN frame, store a telemetry record, publish bytes, 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import can
 
-if TYPE_CHECKING:
-    from tcu.telemetry.records import Record
-
-COMMAND_NAMES = (
-    "lock",
-    "unlock",
-    "start_charging",
-    "stop_charging",
-    "start_preconditioning",
-    "stop_preconditioning",
-    "set_departure",
-)
+from tcu.vehicle.catalogue import COMMAND_NAMES
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -85,7 +74,9 @@ class Log:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Emit:
-    """A telemetry record the driver must commit to the outbox."""
+    """A fact a part reports: a verdict, session transition, alarm, command result, the
+    outcome of a downlink. The reporting policy makes telemetry records of its inner
+    parts' emits; the host shows every emit to its sinks."""
 
     kind: str
     body: dict[str, Any] = field(default_factory=dict)
@@ -102,9 +93,13 @@ class ServiceActivation:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StoreRecords:
-    """Telemetry records produced together: commit them to the outbox in one transaction."""
+    """Telemetry records produced together: commit them to the outbox in one transaction.
 
-    records: tuple[Record, ...]
+    The records are ``tcu.telemetry.records.Record`` objects; events know nothing of
+    their shape, so this layer depends on none above it.
+    """
+
+    records: tuple[Any, ...]
 
     def __post_init__(self) -> None:
         if not self.records:
@@ -126,11 +121,20 @@ class Publish:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SaveDownlink:
+    """Persist the last accepted downlink counter (and the service switch, unless None)
+    before anything the downlink asks for is done, so a crash never replays a command."""
+
+    counter: int
+    active: bool | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Dispatch:
     """An event the driver feeds back into ``core.handle`` at the same vehicle time."""
 
     event: Any
 
 
-Action = SendFrame | Log | Emit | StoreRecords | Publish | Dispatch
+Action = SendFrame | Log | Emit | StoreRecords | Publish | SaveDownlink | Dispatch
 Event = can.Message | Tick | Command | Downlink | Ack | SignalOverride | ServiceActivation

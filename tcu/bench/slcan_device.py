@@ -25,27 +25,24 @@ re-enumerates with a new device node.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import enum
 import os
 import re
 import select
-import signal
-import sys
 import threading
 import time
 import tty
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import Final, Self
 
 import can
 from can.util import CAN_FD_DLC, len2dlc
 
-from tcu.errors import BusError, TcuError
+from tcu.errors import BusError
 
 OK: Final = b"\r"
 ERROR: Final = b"\x07"
@@ -665,64 +662,3 @@ class SlcanDevice:
             self._pending += line
             self._frames_to_client += 1
         self._wakeup()
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "-i", "--bus-interface", default="virtual", help="python-can interface to bridge to"
-    )
-    parser.add_argument("-c", "--bus-channel", default="bench", help="channel of that interface")
-    parser.add_argument("-b", "--bus-bitrate", type=int, help="bitrate of that bus, if any")
-    parser.add_argument("--link", help="keep a symlink to the current pty at this path")
-    parser.add_argument("--serial-number", default="TCU0", help="answer to N (4 letters/digits)")
-
-
-def run(args: argparse.Namespace) -> int:
-    options = {} if args.bus_bitrate is None else {"bitrate": args.bus_bitrate}
-    where = f"{args.bus_interface}:{args.bus_channel}"
-    try:
-        bus = can.Bus(interface=args.bus_interface, channel=args.bus_channel, **options)
-    except (can.CanError, ValueError, ImportError, OSError) as exc:
-        raise BusError(f"cannot open bus {where}: {exc}") from None
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        try:
-            device = SlcanDevice(bus, serial_number=args.serial_number, link=args.link)
-        except ValueError as exc:
-            raise BusError(str(exc)) from None
-        with device:
-            print(device.port, flush=True)
-            print(f"slcan adapter bridged to {where}; Ctrl-C to stop", file=sys.stderr)
-            while not stop.wait(0.5):
-                pass
-        counts = device.counters()
-        summary = ", ".join(f"{f.name}={getattr(counts, f.name)}" for f in fields(counts))
-        print(f"stopped: {summary}", file=sys.stderr)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        bus.shutdown()
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m tcu.bench.slcan_device",
-        description="Software slcan USB-CAN adapter on a pseudo-terminal, bridged to a CAN bus.",
-    )
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except TcuError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

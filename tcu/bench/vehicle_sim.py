@@ -47,7 +47,7 @@ import can
 from tcu.can.encoder import FrameEncoder, counter_modulus
 from tcu.errors import BusError, ConfigError
 from tcu.storyline.generator import talks
-from tcu.storyline.model import Storyline
+from tcu.storyline.story import Storyline
 from tcu.storyline.traffic import DERIVED, FrameContext
 from tcu.storyline.van import start as van_start
 from tcu.vehicle import catalogue as c

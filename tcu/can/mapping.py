@@ -38,17 +38,10 @@ from typing import Any
 import yaml
 
 from tcu.errors import ConfigError
-from tcu.vehicle.catalogue import CATALOGUE, SignalSpec, Value
+from tcu.vehicle.catalogue import CATALOGUE, COMMAND_NAMES, SignalSpec, Value
 
-REQUEST_NAMES = (
-    "lock",
-    "unlock",
-    "start_charging",
-    "stop_charging",
-    "start_preconditioning",
-    "stop_preconditioning",
-    "set_departure",
-)
+REQUEST_NAMES = COMMAND_NAMES
+"""The TCU's request frames: one per command the vehicle takes."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

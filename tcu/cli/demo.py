@@ -3,6 +3,8 @@
 An embedded MQTT broker, the cloud stub backend, a provisioned and activated van, and
 the reference traces replayed through the TCU with signed telemetry over MQTT. The
 summary shows what was produced, sent, verified and stored, refused and lost.
+``--broker mosquitto-tls`` runs it through a Mosquitto child process that admits only
+certificates of a fleet CA made for the run (mutual TLS, the CN as username, topic ACL).
 """
 
 from __future__ import annotations
@@ -11,17 +13,28 @@ import argparse
 import json
 import logging
 import sys
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cloud_stub.ca import FleetCA
+from cloud_stub.errors import CloudError
+from cloud_stub.provisioning import certification, registration
+from tcu.compose.online import OnlineOptions, OnlineReport, reference_traces, run_online
+from tcu.errors import ConfigError, TcuError
 from tcu.output import shown_path, table
-from tcu.runtime.mqtt import add_broker_arguments, broker_from_args
-from tcu.runtime.online import OnlineOptions, OnlineReport, reference_traces, run_online
+from tcu.runtime.mqtt import BrokerURL, add_broker_arguments, broker_from_args
+from tcu.services import DEFAULT_VIN
+from tcu.telemetry.storage.certificate import request_certificate
+from tcu.telemetry.storage.identity import provision
+
+MOSQUITTO_TLS = "mosquitto-tls"
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("demo", help="replay the reference van through signed MQTT telemetry")
-    add_broker_arguments(p)
+    add_broker_arguments(p)  # --broker also takes mosquitto-tls: see run_mutual_tls
     p.add_argument(
         "--trace",
         action="append",
@@ -34,15 +47,57 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.ERROR, format="%(name)s: %(message)s")
-    broker = broker_from_args(args) if args.broker else None
-    opts = OnlineOptions(traces=reference_traces(tuple(args.trace)), broker=broker)
     say = (lambda s: None) if args.json else (lambda s: print(f"- {s}", flush=True))
-    report = run_online(opts, say=say)
+    traces = reference_traces(tuple(args.trace))
+    if args.broker == MOSQUITTO_TLS:
+        if args.ca or args.cert or args.key:
+            raise ConfigError("--broker mosquitto-tls makes its own CA and certificates")
+        report = run_mutual_tls(traces, say)
+    else:
+        broker = broker_from_args(args) if args.broker else None
+        report = run_online(OnlineOptions(traces=traces, broker=broker), say=say)
     if args.json:
         print(json.dumps(report.as_json(), indent=2))
     else:
         print(render(report))
     return 0 if report.lost == 0 and report.drained else 1
+
+
+def run_mutual_tls(traces: tuple[Path, ...], say: Callable[[str], None]) -> OnlineReport:
+    """The demo through a Mosquitto that admits fleet certificates only (mutual TLS, ACL).
+
+    A throwaway fleet CA in the backend's data folder issues the broker's, the backend's and
+    the van's certificates (``tcu provision`` does the van's: CN = VIN); the van and the
+    backend each connect with their own identity, and the ACL holds each to its topics.
+    """
+    with tempfile.TemporaryDirectory(prefix="tcu-tls-") as tmp:
+        work = Path(tmp)
+        backend_data = work / "backend"
+        keystore = work / "keystore"
+        try:
+            ca = FleetCA(backend_data)
+            broker = ca.mosquitto(work / "mosquitto")
+            register, backend_pem = registration(backend_data)
+            provision(DEFAULT_VIN, keystore, register=register, backend_pem=backend_pem)
+            cert = request_certificate(keystore, DEFAULT_VIN, certification(backend_data))
+            say(f"fleet CA in {backend_data / 'ca'} (key mode 0600)")
+            say(
+                f"provisioned {DEFAULT_VIN}: signing key and TLS client certificate (CN={cert.vin})"
+            )
+            with broker:
+                say(f"Mosquitto on {broker.url}: client certificates required, CN as username, ACL")
+                url = BrokerURL.parse(broker.url, ca=ca.cert_path, cert=cert.path, key=cert.path)
+                opts = OnlineOptions(
+                    traces=traces,
+                    broker=url,
+                    workdir=work,
+                    keystore=keystore,
+                    backend_tls=ca.backend_tls(),
+                    synchronous="NORMAL",  # a throwaway outbox, as in the plain demo
+                )
+                return run_online(opts, say=say)
+        except CloudError as exc:
+            raise TcuError(f"--broker {MOSQUITTO_TLS}: {exc}") from None
 
 
 def render(report: OnlineReport) -> str:

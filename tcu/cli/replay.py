@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tcu.bench.player import add_to_bus_arguments, run_to_bus
+from tcu.cli.to_bus import add_to_bus_arguments, run_to_bus
+from tcu.compose.replay import ReplayOptions, ReplayReport, replay_file
 from tcu.errors import ConfigError
 from tcu.output import Progress, table
 from tcu.runtime.mqtt import add_broker_arguments, broker_from_args
-from tcu.runtime.session import ReplayOptions, ReplayReport, replay_file
 
 
 def register(sub: Any) -> None:
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
 
 def run_broker(args: argparse.Namespace) -> int:
     from tcu.cli.demo import render as render_online
-    from tcu.runtime.online import OnlineOptions, run_online
+    from tcu.compose.online import OnlineOptions, run_online
 
     for opt in ("speed", "start", "stop", "out_trace"):
         if getattr(args, opt):
@@ -103,6 +103,8 @@ def run_broker(args: argparse.Namespace) -> int:
     )
     say = (lambda s: None) if args.json else (lambda s: print(f"- {s}", flush=True))
     report = run_online(opts, say=say)
+    for w in report.warnings:
+        print(f"warning: {w}", file=sys.stderr)
     if args.json:
         print(json.dumps(report.as_json(), indent=2))
     else:

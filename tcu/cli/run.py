@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from tcu.errors import ConfigError
-from tcu.link.model import LinkConfig
+from tcu.link.sim import LinkConfig
 from tcu.output import table
 from tcu.runtime.bus import resolve_bus
 from tcu.runtime.live import LiveOptions, LiveReport, LiveSession, StatusLine, serve

@@ -9,6 +9,7 @@ from typing import Any
 
 from tcu.errors import ConfigError
 from tcu.output import Progress
+from tcu.scenario.world import add_shared_options
 
 
 def register(sub: Any) -> None:
@@ -19,18 +20,7 @@ def register(sub: Any) -> None:
     run.add_argument("paths", nargs="+", metavar="PATH", help="scenario files or directories")
     run.add_argument("--junit-xml", metavar="FILE", help="write a JUnit XML report")
     run.add_argument("-j", "--jobs", type=int, default=1, metavar="N", help="run in N processes")
-    run.add_argument(
-        "--broker",
-        choices=("memory", "embedded", "mosquitto"),
-        default="memory",
-        help="memory: TCU and backend wired in memory (default); embedded (amqtt) or "
-        "mosquitto: every message crosses that broker",
-    )
-    run.add_argument(
-        "--world",
-        metavar="MODULE:ATTR",
-        help="world factory (default: $TCU_SCENARIO_WORLD or CoreWorld)",
-    )
+    add_shared_options(run.add_argument)
     run.add_argument(
         "-m",
         "--tag",
@@ -42,7 +32,6 @@ def register(sub: Any) -> None:
     run.add_argument(
         "-k", "--keyword", metavar="TEXT", help="run only cases whose name contains TEXT"
     )
-    run.add_argument("--pending", action="store_true", help="also run scenarios/**/pending/ files")
     run.set_defaults(func=run_command)
 
     val = ssub.add_parser("validate", help="check scenario files; exit 2 on any problem")

@@ -4,6 +4,6 @@ The sans-I/O core is importable from here; the asyncio TCP proxy that realises t
 link for live runs lives in `tcu.link.proxy` and is imported only by those who need it.
 """
 
-from tcu.link.model import Link, LinkConfig, LinkSnapshot, RoamingBatchPolicy
+from tcu.link.sim import Link, LinkConfig, LinkSnapshot, RoamingBatchPolicy
 
 __all__ = ["Link", "LinkConfig", "LinkSnapshot", "RoamingBatchPolicy"]

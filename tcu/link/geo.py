@@ -395,11 +395,20 @@ def country_at(lat: float, lon: float) -> str | None:
     return None
 
 
-def distance_km(a: LatLon, b: LatLon) -> float:
-    """Great-circle distance (haversine, mean Earth radius)."""
+EARTH_RADIUS_M = 6_371_000.0
+"""The one Earth radius of the project (the committed traces' routes were laid with it)."""
+
+
+def distance_m(a: LatLon, b: LatLon) -> float:
+    """Great-circle distance in metres (haversine on a sphere of ``EARTH_RADIUS_M``)."""
     lat1, lon1, lat2, lon2 = map(math.radians, (*a, *b))
     h = (
         math.sin((lat2 - lat1) / 2) ** 2
         + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
     )
-    return 2 * 6371.0088 * math.asin(math.sqrt(min(1.0, h)))
+    return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(min(1.0, h)))
+
+
+def distance_km(a: LatLon, b: LatLon) -> float:
+    """Great-circle distance in kilometres."""
+    return distance_m(a, b) / 1000.0

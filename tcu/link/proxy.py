@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from tcu.link.model import Link
+from tcu.link.sim import Link
 
 CHUNK_BYTES = 65536
 CHUNK_SECONDS = 0.02

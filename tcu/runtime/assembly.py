@@ -18,9 +18,9 @@ from tcu.core import Part, TcuCore
 from tcu.errors import ConfigError
 from tcu.services import ServicesPart, VehicleConfig, encoder_requests
 from tcu.telemetry.downlink import DownlinkPart
-from tcu.telemetry.identity import VehicleIdentity
-from tcu.telemetry.outbox import DOWNLINK_COUNTER, SERVICE_ACTIVE, Outbox
 from tcu.telemetry.policy import TelemetryConfig, TelemetryPart
+from tcu.telemetry.storage.identity import VehicleIdentity
+from tcu.telemetry.storage.outbox import DOWNLINK_COUNTER, SERVICE_ACTIVE, Outbox
 
 RequestFrame = Callable[[str, str | None], can.Message]
 
@@ -75,7 +75,6 @@ def build_tcu(
             vehicle_key=identity.key,
             origin_epoch=vehicle.origin_epoch,
             last_counter=outbox.get(DOWNLINK_COUNTER),
-            persist=outbox.save_downlink,
         )
     part = TelemetryPart(
         core.state,

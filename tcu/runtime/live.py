@@ -3,13 +3,13 @@
 Theory of operation. ``LiveDriver`` owns a python-can bus (any interface, see
 ``tcu.runtime.bus``), the monotonic clock and an asyncio loop. Vehicle time ``now`` is the
 monotonic time since the driver was made. Frames arrive through ``can.Notifier`` into a
-``can.AsyncBufferedReader``; the driver drains the reader into ``core.frame(msg, now)`` and,
-when the buffer is empty, waits for the next frame or the core's ``next_deadline``,
-whichever comes first, and fires a ``Tick`` then. Events from elsewhere (backend downlinks
-and acks from MQTT, commands injected by a bench) go through ``inject``. Actions are
-carried out at once: ``SendFrame`` onto the bus (counted as suppressed in listen-only
-mode), ``Dispatch`` back into the core at the same ``now``, everything else to the
-assembly's ``on_action`` (outbox, uplink) and to the parts' own ``on_action`` sinks.
+``can.AsyncBufferedReader``; the driver drains the reader into the host's fast path
+(``host.frame(msg, now)``) and, when the buffer is empty, waits for the next frame or the
+core's ``next_deadline``, whichever comes first, and fires a ``Tick`` then. Events from
+elsewhere (commands injected by a bench) go through ``inject``; the MQTT transport hands
+acks and downlinks to the host itself. Every action is carried out by the ``Host``
+(``tcu.runtime.host``), as in every other driver; the driver is its bus port
+(``SendFrame`` onto the bus, counted as suppressed in listen-only mode).
 
 The bus sits behind a ``GuardedBus``, so an adapter that vanishes is a report, not an
 exception: the driver counts it, stops the Notifier, closes what is left of the bus and
@@ -19,10 +19,10 @@ takes the same path, which re-initialises the controller on interfaces that need
 request frame that cannot be sent while the adapter is away is counted, not queued: a
 lock request delivered late is worse than one reported as failed.
 
-``LiveSession`` assembles a bench around it: the TCU every driver runs (``build_tcu``: the
-services, and with an outbox the telemetry policy, and with a keystore the signed
-downlink), the durable outbox, and the MQTT uplink through a ``LinkProxy`` when a broker is
-given; ``serve`` adds the signal handlers and the status line.
+``LiveSession`` assembles a bench around it: the host on the wall clock (the TCU every
+driver runs: the services, and with an outbox the telemetry policy, and with a keystore
+the signed downlink), the durable outbox, and the MQTT transport through a ``LinkProxy``
+when a broker is given; ``serve`` adds the signal handlers and the status line.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,12 +42,10 @@ from typing import IO, Any
 import can
 
 from tcu.can.setup import load_bus_setup
-from tcu.core import Part, TcuCore
 from tcu.errors import BusError, ConfigError
-from tcu.events import Action, Dispatch, Log, Publish, SendFrame, StoreRecords, Tick
-from tcu.link.model import Link, LinkConfig, Position
+from tcu.events import Tick
 from tcu.link.proxy import LinkProxy
-from tcu.runtime.assembly import build_tcu
+from tcu.link.sim import Link, LinkConfig, Position
 from tcu.runtime.backoff import Backoff
 from tcu.runtime.bus import (
     SOCKETCAN_LAYOUT,
@@ -58,13 +56,13 @@ from tcu.runtime.bus import (
     describe_fault,
     open_bus,
 )
+from tcu.runtime.host import Host, NoTransport, Sink, WallClock
 from tcu.runtime.mqtt import BrokerURL, TelemetryUplink
 from tcu.runtime.mqtt import Protocol as MqttProtocol
-from tcu.runtime.session import DEFAULT_VIN
-from tcu.services import VehicleConfig
-from tcu.telemetry.identity import load_identity, validate_vin
-from tcu.telemetry.outbox import Outbox
+from tcu.services import DEFAULT_VIN, VehicleConfig
 from tcu.telemetry.policy import TelemetryConfig
+from tcu.telemetry.storage.identity import load_identity, validate_vin
+from tcu.telemetry.storage.outbox import Outbox
 from tcu.vehicle.catalogue import CATALOGUE, LATITUDE, LONGITUDE
 
 TICK = Tick()
@@ -95,31 +93,27 @@ class LiveDriver:
 
     def __init__(
         self,
-        core: TcuCore,
+        host: Host,
         spec: BusSpec,
         *,
-        on_action: Callable[[Action, float], None] | None = None,
         on_report: Callable[[str], None] | None = None,
         backoff: Backoff | None = None,
         opener: Callable[[BusSpec], can.BusABC] = open_bus,
-        clock: Callable[[], float] = time.monotonic,
         notifier_timeout: float = NOTIFIER_TIMEOUT,
         send_timeout: float = SEND_TIMEOUT,
     ) -> None:
-        self.core = core
+        self.host = host
+        self.clock = host.clock
         self.spec = spec
         self.listen_only = spec.listen_only
-        self.on_action = on_action
         self.on_report = on_report
         self.backoff = backoff or Backoff(0.1, 5.0, jitter=False)
         self.opener = opener
-        self.clock = clock
         self.notifier_timeout = notifier_timeout
         self.send_timeout = send_timeout
         self.health = BusHealth()
         self.stats = LiveStats()
         self.reports: deque[str] = deque(maxlen=500)
-        self._t0 = clock()
         self._classify = spec.interface in SOCKETCAN_LAYOUT
         self._bus: GuardedBus | None = None
         self._notifier: can.Notifier | None = None
@@ -130,15 +124,16 @@ class LiveDriver:
         self._reopening: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._per_second: deque[list[int]] = deque(maxlen=RATE_WINDOW + 2)
-        self._sinks: list[Callable[[Action, float], None]] = []
+        host.send_frame = self._send_frame
+        host.add_sink(_Reports(self))
         self.running = asyncio.Event()
 
     # --- public face ---------------------------------------------------------------------
 
     @property
     def now(self) -> float:
-        """Vehicle time: monotonic seconds since the driver was made."""
-        return self.clock() - self._t0
+        """Vehicle time: the host's wall clock."""
+        return self.clock.now
 
     @property
     def bus_open(self) -> bool:
@@ -152,14 +147,12 @@ class LiveDriver:
             return 0.0
         return sum(n for s, n in self._per_second if second - span <= s < second) / span
 
-    def inject(self, event: Any) -> list[Action]:
-        """Hand ``event`` to the core now and carry out what it returns."""
+    def inject(self, event: Any) -> None:
+        """Hand ``event`` to the host now; it carries out what the core returns."""
         now = self.now
         self.stats.events += 1
-        actions = self.core.handle(event, now)
-        self._carry_out(actions, now)
+        self.host.handle(event, now)
         self._tick_if_due(now)
-        return actions
 
     def request_stop(self) -> None:
         """Stop ``run`` soon; safe from a signal handler and from other threads."""
@@ -175,7 +168,6 @@ class LiveDriver:
     async def run(self) -> LiveStats:
         """Open the bus (BusError if it cannot be opened at all) and serve until stopped."""
         self._loop = asyncio.get_running_loop()
-        self._sinks = _sinks(self.core.parts)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tcu-bus-open")
         try:
             if not self._stopping.is_set():
@@ -205,7 +197,7 @@ class LiveDriver:
                 continue
             now = self.now
             self._tick_if_due(now)
-            wait = min(MAX_IDLE_WAIT, max(0.0, self.core.next_deadline - self.now))
+            wait = min(MAX_IDLE_WAIT, max(0.0, self.host.core.next_deadline - self.now))
             if reader is None:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
@@ -244,31 +236,22 @@ class LiveDriver:
                 self._report(change)
             if self.health.state == "bus-off":
                 self._lose("bus-off", adapter=False)
-        actions = self.core.frame(msg, now)
+        host = self.host
+        actions = host.frame(msg, now)
         if actions:
-            self._carry_out(actions, now)
+            host.carry_out(actions, now)
         self._tick_if_due(now)
 
     def _tick_if_due(self, now: float) -> None:
-        core = self.core
+        host = self.host
         for _ in range(8):
-            if core.next_deadline > now:
+            if host.core.next_deadline > now:
                 return
             self.stats.ticks += 1
-            self._carry_out(core.handle(TICK, now), now)
+            host.handle(TICK, now)
 
-    def _carry_out(self, actions: Iterable[Action], now: float) -> None:
-        for action in actions:
-            if isinstance(action, SendFrame):
-                self._send(action.message)
-            elif isinstance(action, Log):
-                self._report(f"{action.level}: {action.text}")
-            elif isinstance(action, Dispatch):
-                self._carry_out(self.core.handle(action.event, now), now)
-            if self.on_action is not None:
-                self.on_action(action, now)
-            for sink in self._sinks:
-                sink(action, now)
+    def _send_frame(self, msg: can.Message, now: float) -> None:
+        self._send(msg)
 
     def _send(self, msg: can.Message) -> None:
         if self.listen_only:
@@ -394,13 +377,14 @@ class LiveDriver:
             self.on_report(line)
 
 
-def _sinks(parts: Sequence[Part]) -> list[Callable[[Action, float], None]]:
-    out: list[Callable[[Action, float], None]] = []
-    for part in parts:
-        sink = getattr(part, "on_action", None)
-        if callable(sink):
-            out.append(sink)
-    return out
+class _Reports(Sink):
+    """The core's log lines as the driver's reports."""
+
+    def __init__(self, driver: LiveDriver) -> None:
+        self.driver = driver
+
+    def logged(self, level: str, text: str, now: float) -> None:
+        self.driver._report(f"{level}: {text}")
 
 
 class StatusLine:
@@ -579,40 +563,39 @@ class LiveSession:
         if outbox_path is None and opts.keystore is not None:
             outbox_path = opts.keystore / OUTBOX_FILE
         self.outbox: Outbox | None = None
-        if outbox_path is None:
-            tcu = build_tcu(setup, vehicle)
-        else:
+        if outbox_path is not None:
             self.outbox = Outbox(outbox_path)
-            try:
-                tcu = build_tcu(
-                    setup,
-                    vehicle,
-                    outbox=self.outbox,
-                    identity=self.identity,
-                    telemetry=TelemetryConfig(vin=self.vin, snapshot_period=opts.snapshot_period),
-                )
-            except BaseException:
+        self.offline = NoTransport()
+        try:
+            self.host = Host(
+                setup,
+                vehicle,
+                clock=WallClock(clock),
+                transport=self.offline,
+                outbox=self.outbox,
+                identity=self.identity,
+                telemetry=TelemetryConfig(vin=self.vin, snapshot_period=opts.snapshot_period),
+            )
+        except BaseException:
+            if self.outbox is not None:
                 self.outbox.close()
-                raise
+            raise
+        tcu = self.host.tcu
         self.tcu = tcu
-        self.core = core = tcu.core
+        self.core = tcu.core
         self.services = tcu.services
         self.telemetry = tcu.telemetry
         self.downlink = tcu.downlink
         self.driver = LiveDriver(
-            core,
+            self.host,
             opts.bus,
-            on_action=self._on_action,
             on_report=on_report,
             backoff=backoff,
             opener=opener,
-            clock=clock,
         )
         self.uplink: TelemetryUplink | None = None
         self.proxy: LinkProxy | None = None
         self._gnss_task: asyncio.Future[None] | None = None
-        self.records_stored = 0
-        self.status_unsent = 0
 
     # --- running ---------------------------------------------------------------------------
 
@@ -664,14 +647,12 @@ class LiveSession:
             if model is not None and not model.config.route:
                 self._gnss_task = asyncio.ensure_future(self._follow_gnss(self.proxy, model))
         self.uplink = TelemetryUplink(
-            self.outbox,
-            self.identity,
+            self.vin,
             target,
             topic_prefix=self.opts.topic_prefix,
             protocol=self.opts.mqtt_protocol,
-            on_event=self._from_backend,
-            clock=lambda: self.driver.now,
         )
+        self.host.connect(self.uplink)
         if self.outbox.depth():
             self.uplink.notify()
         return asyncio.ensure_future(self.uplink.run())
@@ -688,22 +669,6 @@ class LiveSession:
                 model.handle(Position(lat=lat, lon=lon), proxy.now())
                 await proxy.sync()
             await asyncio.sleep(GNSS_EVERY_S)
-
-    def _from_backend(self, event: Any) -> None:
-        self.driver.inject(event)
-
-    def _on_action(self, action: Action, now: float) -> None:
-        if isinstance(action, StoreRecords):
-            assert self.outbox is not None
-            self.outbox.append(action.records)
-            self.records_stored += len(action.records)
-            if self.uplink is not None:
-                self.uplink.notify()
-        elif isinstance(action, Publish):
-            if self.uplink is not None:
-                self.uplink.publish(action)
-            else:
-                self.status_unsent += 1
 
     # --- what it looks like ------------------------------------------------------------------
 
@@ -761,15 +726,16 @@ class LiveSession:
             if contribute is not None:
                 contribute(report, now)
         if self.outbox is not None:
-            report.extra["outbox"] = {**self.outbox.stats(), "stored": self.records_stored}
+            stored = self.host.counts.records_produced
+            report.extra["outbox"] = {**self.outbox.stats(), "stored": stored}
         if self.uplink is not None:
             report.extra["uplink"] = self.uplink.stats.as_dict()
         if self.proxy is not None:
             report.extra["link_proxy"] = dict(self.proxy.counters)
             if self.proxy.model is not None:
                 report.extra["link"] = self.proxy.model.summary()
-        if self.status_unsent:
-            report.extra["status_unsent"] = self.status_unsent
+        if self.offline.unsent:
+            report.extra["status_unsent"] = self.offline.unsent
         return report
 
 

@@ -1,25 +1,24 @@
-"""The MQTT driver: the outbox to the backend, acks and commands back.
+"""The MQTT transport: the host's outbox to the backend, acks and commands back.
 
-Theory of operation. ``TelemetryUplink`` owns one aiomqtt client with a stable client id
-(``tcu-{vin}``) and a persistent session (MQTT 5 with ``clean_start`` off and a session
-expiry, or MQTT 3.1.1 with ``clean_session`` off; ``protocol="auto"`` tries 5 and falls
-back to 3.1.1 when the broker does not answer a version 5 CONNECT, then keeps 3.1.1).
-Everything is QoS 1.
+Theory of operation. ``TelemetryUplink`` is a transport of a ``Host``
+(``tcu.runtime.host``). It owns one aiomqtt client with a stable client id (``tcu-{vin}``)
+and a persistent session (MQTT 5 with ``clean_start`` off and a session expiry, or MQTT
+3.1.1 with ``clean_session`` off; ``protocol="auto"`` tries 5 and falls back to 3.1.1 when
+the broker does not answer a version 5 CONNECT, then keeps 3.1.1). Everything is QoS 1.
 
-Sending: the outbox is read in production order from a cursor; each batch holds the
-records of one boot epoch (at most ``batch_records`` and ``batch_bytes``), carries the
-drop counters when some are due, is signed (COSE_Sign1, vehicle key) and published on
-``{prefix}/{vin}/telemetry``. The cursor moves past a batch once the broker has taken it
-(PUBACK), which deletes nothing. At most ``window`` records are in flight; when no ack has
-come for ``resend_after`` seconds, or after a reconnect, sending starts over from the
-oldest record the outbox still holds (the backend stores each record once).
+Sending: it drives the host's uplink queue (``tcu.telemetry.uplink``), which builds the
+signed batches from the outbox in production order; a batch is published on
+``{prefix}/{vin}/telemetry`` and the queue's cursor moves past it once the broker has taken
+it (PUBACK), which deletes nothing. At most ``window`` records are in flight. The resend
+timer is the queue's, on this transport's clock (monotonic seconds): when no ack has come
+for ``resend_after`` seconds, or after a reconnect, sending starts over from the oldest
+record the outbox still holds (the backend stores each record once).
 
-Receiving: a message on ``ack`` is verified with the backend key and decoded; the outbox
-deletes what it covers and the core hears ``Ack(epoch, sequence)`` through ``on_event``
-(for its snapshot deltas). A message on ``commands`` goes to the core untouched, as
-``Downlink(payload)``; the core's downlink part verifies it and the driver hands the
-resulting ``Publish`` actions back to ``publish``. A lost connection is retried with
-exponential backoff and full jitter (``Backoff``, RNG injectable).
+Receiving: a message on ``ack`` goes to ``host.receive_ack`` (verified with the backend
+key; the outbox deletes what it covers and the core hears ``Ack``); a message on
+``commands`` goes to ``host.receive_downlink`` untouched, and the core's downlink part
+verifies it. Status replies come from the host through ``publish``. A lost connection is
+retried with exponential backoff and full jitter (``Backoff``, RNG injectable).
 """
 
 from __future__ import annotations
@@ -31,10 +30,9 @@ import socket
 import ssl
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import urlsplit
 
 import aiomqtt
@@ -42,11 +40,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from tcu.errors import ConfigError
-from tcu.events import Downlink, Publish
 from tcu.runtime.backoff import Backoff
-from tcu.telemetry.identity import VehicleIdentity
-from tcu.telemetry.outbox import Outbox
-from tcu.telemetry.uplink import UplinkQueue
+from tcu.telemetry.uplink import UplinkQueue, UplinkStats
+
+if TYPE_CHECKING:
+    from tcu.runtime.host import Host
 
 LOG = logging.getLogger("tcu.mqtt")
 
@@ -146,9 +144,6 @@ def broker_from_args(args: Any) -> BrokerURL:
     return BrokerURL.parse(args.broker, ca=args.ca, cert=args.cert, key=args.key)
 
 
-# --- backoff ---------------------------------------------------------------------------------
-
-
 # --- topics ----------------------------------------------------------------------------------
 
 
@@ -199,21 +194,16 @@ async def _wait_event(event: asyncio.Event, timeout: float | None) -> bool:
 
 
 class TelemetryUplink:
-    """Publishes the outbox over MQTT and feeds acks and downlinks back to the core."""
+    """Publishes the host's outbox over MQTT and hands acks and downlinks back to it."""
 
     def __init__(
         self,
-        outbox: Outbox,
-        keys: VehicleIdentity,
+        vin: str,
         broker: BrokerURL,
         *,
         topic_prefix: str = "vehicles",
         protocol: Protocol = "auto",
-        on_event: Callable[[Any], None] | None = None,
-        clock: Callable[[], float] | None = None,
         backoff: Backoff | None = None,
-        batch_records: int = 256,
-        batch_bytes: int = 48 * 1024,
         window: int = 2048,
         resend_after: float = 30.0,
         connect_timeout: float = 10.0,
@@ -223,54 +213,60 @@ class TelemetryUplink:
     ) -> None:
         if protocol not in PROTOCOLS:
             raise ConfigError(f"MQTT protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
-        if batch_records < 1 or batch_bytes < 1024 or window < batch_records:
-            raise ConfigError("uplink needs batch_records >= 1, batch_bytes >= 1024, window >= it")
-        self.outbox = outbox
-        self.keys = keys
+        if window < 1:
+            raise ConfigError("uplink needs window >= 1")
         self.broker = broker
-        self.topics = Topics(prefix=topic_prefix, vin=keys.vin)
+        self.topics = Topics(prefix=topic_prefix, vin=vin)
         self.protocol = protocol
-        self.on_event = on_event
-        self.clock = clock
         self.backoff = backoff if backoff is not None else Backoff()
-        self.batch_records = batch_records
-        self.batch_bytes = batch_bytes
         self.window = window
         self.resend_after = resend_after
         self.connect_timeout = connect_timeout
         self.publish_timeout = publish_timeout
         self.keepalive = keepalive
-        self.queue = UplinkQueue(
-            outbox,
-            keys,
-            batch_records=batch_records,
-            batch_bytes=batch_bytes,
-            window=window,
-            clock_ms=(lambda: clock() * 1000.0) if clock is not None else None,
-        )
-        self.stats = self.queue.stats
-        self.identifier = f"tcu-{keys.vin}"
+        self.host: Host | None = None
+        self.queue: UplinkQueue | None = None
+        self.stats = UplinkStats()
+        self.identifier = f"tcu-{vin}"
         self._status: deque[bytes] = deque(maxlen=status_queue)
         self._wake = asyncio.Event()
         self._progress = asyncio.Event()
         self._closing = asyncio.Event()
         self._connected = asyncio.Event()
-        self._last_progress = time.monotonic()
         self._v5_refused = False
+
+    # --- the Transport protocol ----------------------------------------------------------------
+
+    def time(self) -> float:
+        return time.monotonic()
+
+    def attach(self, host: Host) -> None:
+        """The host's queue is the one this uplink drives, across the host's boots."""
+        if host.queue is None:
+            raise ConfigError("the MQTT uplink needs a host with an outbox and an identity")
+        self.host = host
+        self.queue = host.queue
+        self.queue.resend_after = self.resend_after
+        self.stats = self.queue.stats
+        self._wake.set()
+
+    def records_ready(self, now: float) -> None:
+        """New records were committed to the outbox."""
+        self._wake.set()
+
+    def publish(self, topic_suffix: str, payload: bytes, now: float) -> None:
+        """Queue a signed message from the core (a status reply) for ``.../{topic_suffix}``."""
+        if topic_suffix != "status":
+            raise ValueError(f"the core publishes on status only, not {topic_suffix!r}")
+        if len(self._status) == self._status.maxlen:
+            self.stats.status_dropped += 1
+        self._status.append(payload)
+        self._wake.set()
 
     # --- public face ---------------------------------------------------------------------------
 
     def notify(self) -> None:
-        """New records were committed to the outbox."""
-        self._wake.set()
-
-    def publish(self, action: Publish) -> None:
-        """Queue a signed message from the core (a status reply) for ``.../{topic_suffix}``."""
-        if action.topic_suffix != "status":
-            raise ValueError(f"the core publishes on status only, not {action.topic_suffix!r}")
-        if len(self._status) == self._status.maxlen:
-            self.stats.status_dropped += 1
-        self._status.append(action.payload)
+        """Records are waiting in the outbox (at start, from an earlier run)."""
         self._wake.set()
 
     @property
@@ -284,7 +280,7 @@ class TelemetryUplink:
     async def drain(self, timeout: float) -> bool:
         """Wait until the outbox is empty (every record acknowledged); False on timeout."""
         deadline = asyncio.get_running_loop().time() + timeout
-        while self.outbox.depth() > 0:
+        while self.queue is None or self.queue.outbox.depth() > 0:
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
                 return False
@@ -370,7 +366,8 @@ class TelemetryUplink:
         await client.subscribe(self.topics.commands, qos=1)
         self._connected.set()
         LOG.info("connected to %s as %s", self.broker.url, self.identifier)
-        self._start_over()
+        if self.queue is not None:
+            self.queue.start_over()
         tasks = {
             asyncio.create_task(self._receive(client)),
             asyncio.create_task(self._send(client)),
@@ -389,13 +386,6 @@ class TelemetryUplink:
 
     # --- sending -----------------------------------------------------------------------------
 
-    def _start_over(self) -> None:
-        self.queue.start_over()
-
-    def _in_flight(self) -> int:
-        """Records sent (taken by the broker) and not yet acknowledged."""
-        return self.queue.in_flight()
-
     async def _send(self, client: aiomqtt.Client) -> None:
         timeout = self.publish_timeout
         while True:
@@ -404,21 +394,23 @@ class TelemetryUplink:
                 await client.publish(self.topics.status, self._status[0], qos=1, timeout=timeout)
                 self._status.popleft()
                 self.stats.status_sent += 1
-            in_flight = self._in_flight()
-            if in_flight and time.monotonic() - self._last_progress > self.resend_after:
+            queue = self.queue
+            if queue is None:
+                await _wait_event(self._wake, None)
+                continue
+            if queue.resend_due():
                 LOG.info(
                     "no ack for %.0f s: sending again from the oldest record", self.resend_after
                 )
-                self._start_over()
-                in_flight = 0
-            batch = self.queue.next_batch(in_flight) if in_flight < self.window else None
+                queue.start_over()
+            in_flight = queue.in_flight()
+            batch = queue.next_batch(in_flight) if in_flight < self.window else None
             if batch is None:
-                await _wait_event(self._wake, self.resend_after if in_flight else None)
+                wait = max(0.0, queue.resend_at() - self.time()) if in_flight else None
+                await _wait_event(self._wake, wait)
                 continue
             _message, payload = batch
             await client.publish(self.topics.telemetry, payload, qos=1, timeout=timeout)
-            if not in_flight:
-                self._last_progress = time.monotonic()
 
     # --- receiving ---------------------------------------------------------------------------
 
@@ -428,26 +420,17 @@ class TelemetryUplink:
             if not isinstance(payload, bytes | bytearray):
                 self._refuse("not_bytes", str(message.topic))
                 continue
+            host = self.host
+            if host is None:
+                self._refuse("no_host", str(message.topic))
+                continue
             if message.topic.matches(self.topics.ack):
-                self._ack(bytes(payload))
+                if not host.receive_ack(bytes(payload), host.clock.now):
+                    LOG.warning("refused an ack from the backend")
+                self._progress.set()
+                self._wake.set()
             elif message.topic.matches(self.topics.commands):
-                self._deliver(Downlink(payload=bytes(payload)))
-
-    def _ack(self, payload: bytes) -> None:
-        before = self.stats.records_acked
-        ack = self.queue.receive_ack(payload)
-        if ack is None:
-            LOG.warning("refused an ack from the backend")
-            return
-        if self.stats.records_acked > before:
-            self._last_progress = time.monotonic()
-        self._progress.set()
-        self._wake.set()
-        self._deliver(ack)
-
-    def _deliver(self, event: Any) -> None:
-        if self.on_event is not None:
-            self.on_event(event)
+                host.receive_downlink(bytes(payload), host.clock.now)
 
     def _refuse(self, reason: str, detail: str) -> None:
         assert self.stats.refused is not None

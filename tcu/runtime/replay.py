@@ -1,11 +1,13 @@
 """The replay driver: a trace file through the core, on a virtual clock.
 
-Theory of operation. Vehicle time ``now`` is the frame's timestamp minus the first
-frame's. Before each frame the driver fires, in time order, every scheduled event
-(injected commands, scenario steps) and every core deadline that falls at or before
-the frame, each at its own time, so timers behave as they would on a real bus. As fast
-as possible by default; with ``speed`` the driver sleeps to keep ``speed`` x real time.
-Actions the core returns go to ``on_action`` (telemetry outbox, CAN out-trace, log).
+Theory of operation. The driver is the virtual clock of a ``Host``
+(``tcu.runtime.host``): it has ``now`` and ``schedule(t, event)``, and it feeds the host.
+Vehicle time ``now`` is the frame's timestamp minus the first frame's. Before each frame
+the driver fires, in time order, every scheduled event (injected commands, scenario
+steps, the in-memory link's deliveries) and every core deadline that falls at or before
+the frame, each at its own time, so timers behave as they would on a real bus. As fast as
+possible by default; with ``speed`` the driver sleeps to keep ``speed`` x real time.
+Frames take the core's fast path; whatever it returns, the host carries out.
 """
 
 from __future__ import annotations
@@ -15,11 +17,10 @@ import itertools
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import can
 
-from tcu.core import TcuCore
 from tcu.events import Action, Tick
 
 TICK = Tick()
@@ -35,26 +36,38 @@ class ReplayStats:
     late_events: list[str] = field(default_factory=list)
 
 
+class Driven(Protocol):
+    """What the driver feeds: a ``tcu.runtime.host.Host``."""
+
+    frame: Callable[[can.Message, float], list[Action]]
+
+    @property
+    def core(self) -> Any: ...
+
+    def handle(self, event: Any, now: float) -> list[Action]: ...
+
+    def carry_out(self, actions: Iterable[Action], now: float) -> None: ...
+
+
 class ReplayDriver:
+    """The virtual clock: frames and scheduled events in vehicle-time order."""
+
     def __init__(
         self,
-        core: TcuCore,
-        frames: Iterable[can.Message],
+        frames: Iterable[can.Message] = (),
         *,
         start: float | None = None,
         stop: float | None = None,
         speed: float | None = None,
-        on_action: Callable[[Action, float], None] | None = None,
         on_progress: Callable[[int, float], None] | None = None,
         clock: Callable[[], float] = time.perf_counter,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.core = core
+        self.host: Driven | None = None
         self.frames = frames
         self.start = start
         self.stop = stop
         self.speed = speed
-        self.on_action = on_action
         self.on_progress = on_progress
         self.clock = clock
         self.sleep = sleep
@@ -69,29 +82,33 @@ class ReplayDriver:
         self._pace: tuple[float, float] | None = None
         self._next_event = float("inf")  # the earliest scheduled event (a cache of the heap)
 
+    def drive(self, host: Driven) -> None:
+        """The host this clock feeds (made with this driver as its clock)."""
+        self.host = host
+
+    def _host(self) -> Driven:
+        if self.host is None:
+            raise RuntimeError("ReplayDriver.drive(host) was not called")
+        return self.host
+
     def schedule(self, t: float, event: Any) -> None:
-        """Hand ``event`` to the core at vehicle time ``t``.
+        """Hand ``event`` to the host at vehicle time ``t``.
 
         A callable is called with ``t`` instead: this is how the world around the core
         (link, backend, scenario steps) runs on the same virtual clock. It may return
-        actions, which go to ``on_action`` like the core's own.
+        actions, which the host carries out like the core's own.
         """
         heapq.heappush(self._queue, (t, next(self._seq), event))
         if t < self._next_event:
             self._next_event = t
 
-    def _emit(self, actions: list[Action], now: float) -> None:
-        if self.on_action is not None:
-            for a in actions:
-                self.on_action(a, now)
-
     def advance(self, until: float) -> None:
         """Fire scheduled events and core deadlines up to and including ``until``."""
-        core = self.core
+        host = self._host()
         queue = self._queue
         while True:
             t_event = queue[0][0] if queue else float("inf")
-            t_timer = core.next_deadline
+            t_timer = host.core.next_deadline
             t = min(t_event, t_timer)
             if t > until:
                 self._next_event = t_event
@@ -100,11 +117,14 @@ class ReplayDriver:
             self.now = t
             if t_event <= t_timer:
                 _, _, event = heapq.heappop(queue)
-                actions = (event(t) or []) if callable(event) else core.handle(event, t)
+                if callable(event):
+                    actions = event(t)
+                    if actions:
+                        host.carry_out(actions, t)
+                else:
+                    host.handle(event, t)
             else:
-                actions = core.handle(TICK, t)
-            if actions:
-                self._emit(actions, t)
+                host.handle(TICK, t)
         self.now = max(self.now, until)
 
     def run(self) -> ReplayStats:
@@ -118,12 +138,13 @@ class ReplayDriver:
         False once ``stop`` is passed (the rest of the trace is not needed). Drivers that
         must give an event loop a turn now and then feed the trace in chunks.
         """
-        core = self.core
-        frame = core.frame
+        host = self._host()
+        core = host.core
+        frame = host.frame
+        carry_out = host.carry_out
         stats = self.stats
         start = self.start if self.start is not None else float("-inf")
         stop = self.stop if self.stop is not None else float("inf")
-        on_action = self.on_action
         progress = self.on_progress
         speed = self.speed
         clock = self.clock
@@ -149,9 +170,8 @@ class ReplayDriver:
                     return False
                 if self._next_event <= now or core.next_deadline <= now:
                     self.advance(now)
-                    if self.core is not core:  # the TCU restarted (a scenario's power cycle)
-                        core = self.core
-                        frame = core.frame
+                    core = host.core  # the TCU may have restarted or gone off meanwhile
+                    frame = host.frame
                 self.now = now
                 if speed is not None:
                     if self._pace is None:
@@ -161,9 +181,8 @@ class ReplayDriver:
                     if ahead > 0.001:
                         self.sleep(ahead)
                 actions = frame(msg, now)
-                if actions and on_action is not None:
-                    for a in actions:
-                        on_action(a, now)
+                if actions:
+                    carry_out(actions, now)
                 if progress is not None:
                     n += 1
                     if not n & 0xFFF:

@@ -15,7 +15,7 @@ import can
 
 from tcu.can.encoder import FrameEncoder
 from tcu.can.setup import BusSetup, load_bus_setup
-from tcu.scenario.model import Case, StorylineSpec, TraceSpec
+from tcu.scenario.cases import Case, StorylineSpec, TraceSpec
 
 
 @cache

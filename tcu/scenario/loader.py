@@ -31,9 +31,8 @@ import jsonschema
 import yaml
 
 from tcu.errors import ConfigError
-from tcu.events import COMMAND_NAMES, Command
-from tcu.scenario.discover import find_files
-from tcu.scenario.model import (
+from tcu.events import Command
+from tcu.scenario.cases import (
     COMMAND_ACTIONS,
     COUNTERS,
     RESERVED_TAGS,
@@ -49,15 +48,15 @@ from tcu.scenario.model import (
     Where,
     parse_time,
 )
-from tcu.services.config import VehicleConfig, parse_hhmm
+from tcu.scenario.discover import find_files
+from tcu.services.config import DEFAULT_VIN, VehicleConfig, parse_hhmm
 from tcu.services.sessions import TABLES
 from tcu.services.verdicts import OUTCOMES, REASON_CODES, SERVICES
-from tcu.vehicle.catalogue import CATALOGUE, DEPARTURE_TIME
+from tcu.vehicle.catalogue import CATALOGUE, COMMAND_NAMES, DEPARTURE_TIME
 
 MAX_BYTES = 1 << 20
 MAX_NODES = 50_000
 MAX_DEPTH = 32
-DEFAULT_VIN = "WTCUSM0SCENAR0001"
 REPO = Path(__file__).resolve().parents[2]
 
 PathKey = tuple[str | int, ...]

@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tcu.scenario.discover import is_scenario_file
+from tcu.scenario.world import add_shared_options
 
 if TYPE_CHECKING:
-    from tcu.scenario.model import Case
+    from tcu.scenario.cases import Case
     from tcu.scenario.runner import CaseResult
 
 SCENARIO_MARKER = "scenario"
@@ -30,25 +31,7 @@ SCENARIO_MARKER = "scenario"
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("tcu-scenarios", "tcu scenario suites")
-    group.addoption(
-        "--scenario-broker",
-        choices=("memory", "embedded", "mosquitto"),
-        default="memory",
-        help="memory: TCU and backend wired in memory (default); embedded (amqtt) or "
-        "mosquitto: every message crosses that broker",
-    )
-    group.addoption(
-        "--scenario-world",
-        default=None,
-        metavar="MODULE:ATTR",
-        help="world factory to run scenarios in (default: $TCU_SCENARIO_WORLD or CoreWorld)",
-    )
-    group.addoption(
-        "--scenario-pending",
-        action="store_true",
-        default=False,
-        help="also collect scenarios/**/pending/ (scenarios awaiting the full world)",
-    )
+    add_shared_options(group.addoption, "scenario-")
 
 
 def pytest_configure(config: pytest.Config) -> None:

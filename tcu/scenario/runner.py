@@ -25,8 +25,8 @@ from functools import lru_cache
 from typing import Any, Literal
 
 from tcu.errors import TcuError
+from tcu.scenario.cases import Case, Expectation, ScenarioFile, format_time
 from tcu.scenario.loader import load_file
-from tcu.scenario.model import Case, Expectation, ScenarioFile, format_time
 from tcu.scenario.world import (
     FieldCheck,
     NotSupported,

@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from tcu.errors import ConfigError, TcuError
-from tcu.scenario.model import Case, Expectation, Step
+from tcu.scenario.cases import Case, Expectation, Step
 
 BROKERS = ("memory", "embedded", "mosquitto")
-DEFAULT_WORLD = "tcu.scenario.full_world:FullWorld"
+DEFAULT_WORLD = "tcu.scenario.scenario_world:ScenarioWorld"
 WORLD_ENV = "TCU_SCENARIO_WORLD"
 COUNT_FIELDS: dict[str, frozenset[str]] = {
     "session": frozenset({"count"}),
@@ -44,6 +44,42 @@ COUNT_FIELDS: dict[str, frozenset[str]] = {
 CODE_FIELDS = frozenset({"reasons", "warnings"})
 REL_TOL = 1e-9
 ABS_TOL = 1e-6
+
+
+SHARED_OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
+    (
+        "broker",
+        {
+            "choices": BROKERS,
+            "default": "memory",
+            "help": "memory: TCU and backend wired in memory (default); embedded (amqtt) or "
+            "mosquitto: every message crosses that broker",
+        },
+    ),
+    (
+        "world",
+        {
+            "default": None,
+            "metavar": "MODULE:ATTR",
+            "help": f"world factory (default: ${WORLD_ENV} or the scenario world)",
+        },
+    ),
+    (
+        "pending",
+        {
+            "action": "store_true",
+            "default": False,
+            "help": "also run scenarios/**/pending/ files",
+        },
+    ),
+)
+"""The options ``tcu scenario run`` and the pytest plugin share (``--scenario-`` there)."""
+
+
+def add_shared_options(add: Callable[..., Any], prefix: str = "") -> None:
+    """Add ``SHARED_OPTIONS`` with ``add`` (``add_argument`` or ``addoption``)."""
+    for name, options in SHARED_OPTIONS:
+        add(f"--{prefix}{name}", **options)
 
 
 class NotSupported(TcuError):

@@ -1,6 +1,6 @@
 """Charging, climate preconditioning and remote lock/unlock: rules, verdicts and sessions."""
 
-from tcu.services.config import VehicleConfig, next_departure_t, parse_hhmm
+from tcu.services.config import DEFAULT_VIN, VehicleConfig, next_departure_t, parse_hhmm
 from tcu.services.part import RequestFrame, ServicesPart, encoder_requests
 from tcu.services.rules import (
     charging_verdict,
@@ -20,6 +20,7 @@ from tcu.services.verdicts import REASON_CODES, Reason, Verdict
 
 __all__ = [
     "CHARGING_TABLE",
+    "DEFAULT_VIN",
     "LOCK_TABLE",
     "PRECONDITIONING_TABLE",
     "REASON_CODES",

@@ -22,6 +22,10 @@ MINUTES_PER_DAY = 1440
 _HHMM = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
 
 
+DEFAULT_VIN = "XECELLVAN00000001"
+"""The reference van's VIN, wherever none is given (replay, bench, scenarios)."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class VehicleConfig:
     vin: str

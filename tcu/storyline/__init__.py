@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from tcu.errors import ConfigError
 from tcu.storyline import city_delivery, cross_border, depot_night
-from tcu.storyline.model import BusPhase, Event, Knot, StoryBuilder, Storyline
+from tcu.storyline.story import BusPhase, Event, Knot, StoryBuilder, Storyline
 
 STORYLINES: dict[str, Callable[[], Storyline]] = {
     "depot_night": depot_night.build,

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from tcu.storyline.model import StoryBuilder, Storyline
-from tcu.storyline.route import LatLon
+from tcu.link.geo import LatLon
+from tcu.storyline.story import StoryBuilder, Storyline
 from tcu.storyline.van import add_drive, start
 from tcu.vehicle import catalogue as c
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from tcu.storyline.model import Storyline
-from tcu.storyline.route import LatLon
+from tcu.link.geo import LatLon
+from tcu.storyline.story import Storyline
 from tcu.storyline.van import add_charge, add_drive, start
 from tcu.vehicle import catalogue as c
 

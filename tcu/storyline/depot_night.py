@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from tcu.storyline.model import Storyline
+from tcu.storyline.story import Storyline
 from tcu.storyline.van import add_charge, add_drive, start
 from tcu.vehicle import catalogue as c
 

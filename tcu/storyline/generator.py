@@ -34,7 +34,7 @@ from tcu.can.dbc import load_database
 from tcu.can.encoder import FrameEncoder, counter_modulus
 from tcu.can.mapping import build_mapping, dbc_of, read_mapping_file
 from tcu.errors import ConfigError
-from tcu.storyline.model import BusMode, Storyline
+from tcu.storyline.story import BusMode, Storyline
 from tcu.storyline.traffic import DERIVED, FrameContext
 from tcu.storyline.writers import NO_FD, open_writer
 from tcu.vehicle.catalogue import CATALOGUE, Value

@@ -17,18 +17,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-EARTH_RADIUS_M = 6_371_000.0
-
-LatLon = tuple[float, float]
-
-
-def distance_m(a: LatLon, b: LatLon) -> float:
-    """Great-circle distance in metres."""
-    p1, p2 = math.radians(a[0]), math.radians(b[0])
-    dp = p2 - p1
-    dl = math.radians(b[1] - a[1])
-    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
+from tcu.link.geo import LatLon, distance_m
 
 
 def bearing_deg(a: LatLon, b: LatLon) -> float:

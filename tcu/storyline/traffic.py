@@ -18,7 +18,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tcu.storyline.model import BusMode, Storyline
+from tcu.storyline.story import BusMode, Storyline
 from tcu.vehicle import catalogue as c
 from tcu.vehicle.catalogue import Value
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+from tcu.link.geo import LatLon, distance_m
 from tcu.storyline import route
-from tcu.storyline.model import StoryBuilder
+from tcu.storyline.story import StoryBuilder
 from tcu.vehicle import catalogue as c
 from tcu.vehicle.catalogue import Value
 
@@ -81,7 +82,7 @@ def start(
 def add_drive(
     b: StoryBuilder,
     t0: float,
-    points: Sequence[route.LatLon],
+    points: Sequence[LatLon],
     limits_kmh: Sequence[float],
     *,
     time_compression: float = 1.0,
@@ -100,7 +101,7 @@ def add_drive(
         b.event(t0, event)
     along = 0.0
     for i in range(1, len(points)):
-        along += route.distance_m(points[i - 1], points[i])
+        along += distance_m(points[i - 1], points[i])
         text = (landmarks or {}).get(i)
         if text:
             passed = next(s for s in samples if s.distance_m >= along - 0.5)

@@ -13,12 +13,22 @@ failure is the refusal reason:
 6. its name is a known command with a valid argument (``unknown_command``, ``malformed``).
 
 Every message gets a status reply, signed with the vehicle key, as a ``Publish`` action on
-``status``: ``refused`` with the reason, or ``accepted``. On acceptance the counter is
-persisted first (through ``persist(counter, active)``, with the new service state for
-activation and deactivation, else None) and only then acted upon, so a crash can lose a
-command but never replay one. ``activate``/``deactivate`` become a ``ServiceActivation``
-event and remote commands a ``tcu.events.Command(source="backend")``, both returned as
-``Dispatch`` actions for the driver to feed back into the core. A command's result comes
+``status``: ``refused`` with the reason, or ``accepted``. A refusal names the command's id
+and counter only when the vehicle verified them as its own: a message refused for
+``bad_signature``, ``malformed`` (before its signature was checked) or ``wrong_vin`` is
+answered with an empty id and counter 0, so that no one who can publish can make the
+vehicle sign another command's id into its answers. An empty payload is no message: it is
+how MQTT takes a retained message off a topic (the backend does so once a vehicle has
+picked up the command that waited for it), and it is counted, not answered.
+
+On acceptance the counter is persisted first (a ``SaveDownlink`` action, with the new
+service state for activation and deactivation, else None, ahead of every other action; the
+host commits it before it carries out the rest) and only then acted upon, so a crash can
+lose a command but never replay one. ``activate``/``deactivate`` become a
+``ServiceActivation`` event and remote commands a ``tcu.events.Command(source="backend")``,
+both returned as ``Dispatch`` actions for the driver to feed back into the core. Every
+judged message ends with an ``Emit`` of kind ``downlink`` saying what became of it. A
+command's result comes
 back through ``command_result`` and is reported as ``completed`` or ``failed``.
 """
 
@@ -26,24 +36,24 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from tcu.errors import DecodeError
 from tcu.events import (
-    COMMAND_NAMES,
     Action,
     Command,
     Dispatch,
     Downlink,
+    Emit,
     Log,
     Publish,
+    SaveDownlink,
     ServiceActivation,
 )
-from tcu.telemetry.cbor_strict import loads_strict
-from tcu.telemetry.cose import CoseError, SigningKey, VerifyKey, key_id, sign1, verify1
-from tcu.telemetry.schema import (
+from tcu.telemetry.codec.cose import CoseError, SigningKey, VerifyKey, key_id, sign1, verify1
+from tcu.telemetry.codec.schema import (
     DOWNLINK_NAMES,
     MAX_TEXT,
     DownlinkMessage,
@@ -51,12 +61,15 @@ from tcu.telemetry.schema import (
     decode_downlink,
     encode_status,
 )
+from tcu.vehicle.catalogue import COMMAND_NAMES
 
 STATUS_TOPIC = "status"
 _HHMM = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
 _COSE_MALFORMED = frozenset({"malformed", "missing_payload"})
 MAX_OUTSTANDING = 256
 _FAILED = frozenset({"refused", "rejected", "failed"})
+DOWNLINK_EMIT = "downlink"
+"""The kind of the ``Emit`` that reports what became of one downlink message."""
 _PLAIN_SUCCESS = frozenset({"completed", "allowed", "sent"})
 _CONFIRMED_LATER = frozenset({"lock", "unlock"})
 
@@ -78,7 +91,6 @@ class DownlinkPart:
         vehicle_key: SigningKey,
         origin_epoch: float,
         last_counter: int = 0,
-        persist: Callable[[int, bool | None], None] | None = None,
     ) -> None:
         self.vin = vin
         self.backend_key = backend_key
@@ -86,9 +98,10 @@ class DownlinkPart:
         self.kid = key_id(vehicle_key)
         self.origin_epoch = origin_epoch
         self.last_counter = last_counter
-        self.persist = persist
         self.accepted: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()
+        self.cleared = 0
+        self._refusal: str | None = None
         self._outstanding: dict[str, int] = {}
 
     # --- Part protocol -----------------------------------------------------------------------
@@ -110,19 +123,29 @@ class DownlinkPart:
     # --- messages ----------------------------------------------------------------------------
 
     def receive(self, payload: bytes, now: float) -> list[Action]:
+        """Judge one downlink; the actions end with an ``Emit`` of kind ``downlink`` that
+        tells observers what became of these bytes (``refused``: the reason, or None)."""
+        if not payload:
+            self.cleared += 1
+            return []
+        self._refusal = None
+        actions = self._receive(payload, now)
+        outcome = Emit(kind=DOWNLINK_EMIT, body={"payload": payload, "refused": self._refusal})
+        return [*actions, outcome]
+
+    def _receive(self, payload: bytes, now: float) -> list[Action]:
         try:
             message = self._verify(payload)
             refusal = self._check(message, now)
         except _Refused as exc:
-            return self._refuse(exc.refusal, None, self._unverified(payload), now)
+            return self._refuse(exc.refusal, None, now)
         if refusal is not None:
-            return self._refuse(refusal, message, None, now)
-        if self.persist is not None:
-            switch = {"activate": True, "deactivate": False}.get(message.name)
-            self.persist(message.counter, switch)
+            mine = refusal.reason != "wrong_vin"
+            return self._refuse(refusal, message if mine else None, now)
+        switch = {"activate": True, "deactivate": False}.get(message.name)
         self.last_counter = message.counter
         self.accepted[message.name] += 1
-        return self._act(message, now)
+        return [SaveDownlink(counter=message.counter, active=switch), *self._act(message, now)]
 
     def _verify(self, payload: bytes) -> DownlinkMessage:
         try:
@@ -203,32 +226,17 @@ class DownlinkPart:
         return [self._status(cid, counter, outcome, reason, now)]
 
     def _refuse(
-        self,
-        refusal: Refusal,
-        message: DownlinkMessage | None,
-        unverified: tuple[str, int] | None,
-        now: float,
+        self, refusal: Refusal, message: DownlinkMessage | None, now: float
     ) -> list[Action]:
+        """Refuse; name the command only when `message` is verified and addressed to us."""
         self.refused[refusal.reason] += 1
-        if message is not None:
-            cid, counter = message.command_id, message.counter
-        else:
-            cid, counter = unverified or ("", 0)
+        self._refusal = refusal.reason
+        cid, counter = (message.command_id, message.counter) if message is not None else ("", 0)
         text = f"downlink refused: {refusal.reason}: {refusal.detail}"
         return [
             Log(level="warning", text=text),
             self._status(cid, counter, "refused", refusal.reason, now),
         ]
-
-    def _unverified(self, payload: bytes) -> tuple[str, int] | None:
-        """The command id and counter of a refused message, for the backend to correlate."""
-        try:
-            item = loads_strict(payload)
-            inner = item.value if hasattr(item, "value") else item
-            message = decode_downlink(inner[2])
-        except (DecodeError, TypeError, IndexError, KeyError, AttributeError):
-            return None
-        return message.command_id, message.counter
 
     def _status(
         self, command_id: str, counter: int, outcome: str, reason: str | None, now: float
@@ -249,6 +257,7 @@ class DownlinkPart:
             "accepted": dict(sorted(self.accepted.items())),
             "refused": dict(sorted(self.refused.items())),
             "last_counter": self.last_counter,
+            "retained_cleared": self.cleared,
         }
         accepted = sum(self.accepted.values())
         refused = ", ".join(f"{k} {v}" for k, v in sorted(self.refused.items())) or "none"

@@ -36,8 +36,8 @@ from typing import Any
 from tcu.core import Part
 from tcu.errors import ConfigError
 from tcu.events import Ack, Action, Emit, Log, ServiceActivation, StoreRecords
+from tcu.telemetry.codec.schema import dumps
 from tcu.telemetry.records import BASE_SEQ, KIND_CODES, SIGNAL_KINDS, Record, is_vin, wire_value
-from tcu.telemetry.schema import dumps
 from tcu.vehicle import catalogue as cat
 from tcu.vehicle.catalogue import CATALOGUE, SIGNAL_IDS, Value
 from tcu.vehicle.state import VehicleState
@@ -232,6 +232,7 @@ class TelemetryPart:
         for action in actions:
             if isinstance(action, Emit):
                 out.extend(self._emitted(action, now))
+                out.append(action)  # the host shows it to its sinks
             else:
                 out.append(action)
         if self._changes:

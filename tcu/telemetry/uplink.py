@@ -10,9 +10,13 @@ Each batch names ``prev``: the last record sent before it in this epoch (0 after
 start-over). Every sequence number missing between ``prev`` and the batch's records is
 one the outbox no longer holds (dropped at its cap), so the backend can acknowledge
 past it instead of waiting for it forever. ``receive_ack`` verifies the backend's signed
-ack, deletes what it covers and returns the ``Ack`` event for the core. The MQTT driver
-(``tcu.runtime.mqtt``) and the virtual world (``tcu.runtime.world``) both drive this
-one queue.
+ack, deletes what it covers and returns the ``Ack`` event for the core.
+
+The resend timer lives here too, once, on the clock of whatever carries the bytes (the
+virtual clock of the SIM link model, the monotonic clock of an MQTT connection): when
+records are in flight and no ack has made progress for ``resend_after`` seconds,
+``resend_due`` says so and ``resend_at`` says when to look again. The host owns one queue;
+every transport drives it.
 """
 
 from __future__ import annotations
@@ -24,11 +28,11 @@ from typing import Any, Final
 
 from tcu.errors import DecodeError
 from tcu.events import Ack
-from tcu.telemetry.cose import CoseError, verify1
-from tcu.telemetry.identity import VehicleIdentity
-from tcu.telemetry.outbox import Outbox
+from tcu.telemetry.codec.cose import CoseError, verify1
+from tcu.telemetry.codec.schema import BatchMessage, decode_ack, encode_batch
 from tcu.telemetry.records import Record
-from tcu.telemetry.schema import BatchMessage, decode_ack, encode_batch
+from tcu.telemetry.storage.identity import VehicleIdentity
+from tcu.telemetry.storage.outbox import Outbox
 
 BATCH_OVERHEAD: Final = 200
 
@@ -75,6 +79,8 @@ class UplinkQueue:
         batch_bytes: int = 48 * 1024,
         window: int = 2048,
         clock_ms: Callable[[], float] | None = None,
+        clock: Callable[[], float] | None = None,
+        resend_after: float = 30.0,
     ) -> None:
         self.outbox = outbox
         self.keys = keys
@@ -82,18 +88,31 @@ class UplinkQueue:
         self.batch_bytes = batch_bytes
         self.window = window
         self.clock_ms = clock_ms
+        self.clock = clock if clock is not None else _zero
+        self.resend_after = resend_after
         self.stats = UplinkStats()
         self.cursor: tuple[int, int] | None = None
+        self.last_progress = self.clock()
 
     def in_flight(self) -> int:
         """Records sent and not yet acknowledged."""
         return 0 if self.cursor is None else self.outbox.count_through(*self.cursor)
 
     def start_over(self) -> None:
+        """Send again from the oldest record held (after a reconnect, or no ack for long)."""
         if self.cursor is not None:
             self.stats.resends += 1
         self.cursor = None
+        self.last_progress = self.clock()
         self.outbox.resend()
+
+    def resend_due(self) -> bool:
+        """Records are in flight and no ack made progress for ``resend_after`` seconds."""
+        return self.cursor is not None and self.clock() >= self.resend_at() and self.in_flight() > 0
+
+    def resend_at(self) -> float:
+        """When, on the transport's clock, ``resend_due`` may next become true."""
+        return self.last_progress + self.resend_after
 
     def next_batch(self, in_flight: int | None = None) -> tuple[BatchMessage, bytes] | None:
         """The next signed batch, or None when nothing is due or the window is full."""
@@ -127,6 +146,8 @@ class UplinkQueue:
             sent_at_ms=max(0, round(self.clock_ms())) if self.clock_ms is not None else None,
         )
         payload = self.keys.sign(encode_batch(message, encoded))
+        if not in_flight:
+            self.last_progress = self.clock()  # the resend timer starts with the first batch
         self.sent(message, len(payload))
         return message, payload
 
@@ -158,4 +179,10 @@ class UplinkQueue:
         deleted = self.outbox.ack(ack.epoch, ack.seq)
         self.stats.acks += 1
         self.stats.records_acked += deleted
+        if deleted:
+            self.last_progress = self.clock()
         return Ack(epoch=ack.epoch, sequence=ack.seq)
+
+
+def _zero() -> float:
+    return 0.0

@@ -13,7 +13,7 @@ to these paths; whatever the DBC calls things, the rest of the TCU sees only the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 Kind = Literal["bool", "float", "enum"]
 Value = bool | float | str
@@ -149,3 +149,15 @@ def spec(path: str) -> SignalSpec:
 # Compact numeric ids for the wire (telemetry keys). Append only: an id is never reused.
 SIGNAL_IDS: dict[str, int] = {s.path: i + 1 for i, s in enumerate(_SPECS)}
 SIGNAL_BY_ID: dict[int, str] = {i: p for p, i in SIGNAL_IDS.items()}
+
+
+COMMAND_NAMES: Final = (
+    "lock",
+    "unlock",
+    "start_charging",
+    "stop_charging",
+    "start_preconditioning",
+    "stop_preconditioning",
+    "set_departure",
+)
+"""The vehicle functions a command may ask for (from the backend, a trace or a bench)."""

@@ -12,7 +12,9 @@ from pathlib import Path
 import can
 import pytest
 
-from tcu.bench.player import PacedPlayer, main, run_to_bus
+from tcu.bench.player import PacedPlayer
+from tcu.cli.main import main
+from tcu.cli.to_bus import run_to_bus
 from tcu.errors import BusError, ConfigError
 
 
@@ -185,7 +187,20 @@ def test_the_command_line_sends_a_trace_onto_a_bus(
             log.on_message_received(msg)
     receiver = can.Bus(interface="virtual", channel="player-cli")
     try:
-        code = main([str(path), "-i", "virtual", "-c", "player-cli", "--speed", "2", "--json"])
+        code = main(
+            [
+                "replay",
+                str(path),
+                "--to-bus",
+                "-i",
+                "virtual",
+                "-c",
+                "player-cli",
+                "--speed",
+                "2",
+                "--json",
+            ]
+        )
         got = []
         while (received := receiver.recv(0)) is not None:
             got.append(int.from_bytes(received.data[:4], "big"))
@@ -205,9 +220,11 @@ def test_the_command_line_reports_a_bad_interface(
     path = tmp_path / "short.log"
     with can.Logger(str(path)) as log:
         log.on_message_received(trace(1, 0.1)[0])
-    assert main([str(path), "-i", "nosuch", "-c", "x"]) == 2
+    assert main(["replay", str(path), "--to-bus", "-i", "nosuch", "-c", "x"]) == 2
     assert "error: unknown CAN interface 'nosuch'" in capsys.readouterr().err
-    assert main([str(tmp_path / "missing.log"), "-i", "virtual", "-c", "x"]) == 2
+    assert (
+        main(["replay", str(tmp_path / "missing.log"), "--to-bus", "-i", "virtual", "-c", "x"]) == 2
+    )
     assert "trace file not found" in capsys.readouterr().err
 
 

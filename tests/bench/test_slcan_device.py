@@ -34,8 +34,8 @@ from tcu.bench.slcan_device import (
     SlcanProtocol,
     StatusFlag,
     format_frame,
-    main,
 )
+from tcu.cli.main import main
 from tcu.errors import BusError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -616,7 +616,7 @@ def test_a_link_that_cannot_be_made_is_a_bus_error_and_leaks_nothing(
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["INT", "TERM"])
 def test_cli_prints_the_port_and_stops_cleanly(stop_signal: signal.Signals) -> None:
-    command = [sys.executable, "-m", "tcu.bench.slcan_device", "--bus-interface", "virtual"]
+    command = [sys.executable, "-m", "tcu", "slcan-device", "--bus-interface", "virtual"]
     command += ["--bus-channel", "bench", "--serial-number", "B3NC"]
     with subprocess.Popen(
         command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -642,7 +642,7 @@ def test_cli_prints_the_port_and_stops_cleanly(stop_signal: signal.Signals) -> N
 
 
 def test_cli_reports_a_bus_it_cannot_open(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["--bus-interface", "no-such-interface", "--bus-channel", "x"])
+    code = main(["slcan-device", "--bus-interface", "no-such-interface", "--bus-channel", "x"])
 
     assert code == 2
     err = capsys.readouterr().err

@@ -3,7 +3,10 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+import aiomqtt
 import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from cloud_stub.broker import (
     MOSQUITTO_CONF,
@@ -79,3 +82,30 @@ async def test_embedded_broker_on_a_taken_port_fails() -> None:
         with pytest.raises(BrokerError, match="cannot listen"):
             async with EmbeddedBroker(port=taken.getsockname()[1]):
                 pytest.fail("listening on a taken port")
+
+
+async def test_the_embedded_broker_refuses_an_mqtt5_connect_at_once() -> None:
+    """A TCU's MQTT 5 CONNECT (session expiry property): amqtt used to wait for bytes that
+    never came, until the client's connect timeout; now it answers "unacceptable protocol
+    version" and the client falls back to 3.1.1, which still connects."""
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    properties.SessionExpiryInterval = 3600
+    async with EmbeddedBroker() as broker:
+        v5 = aiomqtt.Client(
+            broker.host,
+            broker.port,
+            identifier="tcu-v5",
+            protocol=aiomqtt.ProtocolVersion.V5,
+            clean_start=False,
+            properties=properties,
+            timeout=5,
+        )
+        with pytest.raises(aiomqtt.MqttCodeError) as refused:
+            async with v5:
+                pass
+        async with aiomqtt.Client(broker.host, broker.port, identifier="tcu-v311") as client:
+            await client.subscribe("t", qos=1)
+            await client.publish("t", b"still 3.1.1", qos=1)
+            message = await anext(aiter(client.messages))
+    assert refused.value.rc == 132  # Unsupported protocol version, not a timeout
+    assert message.payload == b"still 3.1.1"

@@ -16,9 +16,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from cloud_stub.broker import MosquittoProcess, free_port
 from cloud_stub.cli import main
+from cloud_stub.mailbox import Mailbox
 from cloud_stub.registry import Registry
 from cloud_stub.testing import VehicleDouble
-from tcu.telemetry.cose import public_key_from_pem
+from tcu.telemetry.codec.cose import public_key_from_pem
 
 VIN = "WV1ZZZ7HZLH000001"
 
@@ -100,7 +101,7 @@ def test_mistakes_print_error_and_exit_2(
     assert "Traceback" not in err
 
 
-def test_command_through_mosquitto_reaches_the_vehicle(
+def test_commands_through_mosquitto_wait_for_a_vehicle_never_heard_from(
     capsys: pytest.CaptureFixture[str],
     data: Path,
     vehicle: VehicleDouble,
@@ -109,10 +110,18 @@ def test_command_through_mosquitto_reaches_the_vehicle(
 ) -> None:
     run(capsys, "register", VIN, str(tmp_path / "vehicle.pub"), "--data", str(data))
     _, pem, _ = run(capsys, "public-key", "--data", str(data))
+    broker = ["--broker", mosquitto_broker.url]
+    # sent before the vehicle ever connected
+    code, out, _ = run(
+        capsys, "command", VIN, "set_departure", "06:45", *broker, "--data", str(data)
+    )
+    assert (code, "cmd-1 (counter 1) waits for the vehicle" in out) == (0, True)
+    code, out, _ = run(capsys, "activate", VIN, *broker, "--data", str(data))
+    assert (code, "cmd-2 (counter 2) waits for the vehicle" in out) == (0, True)
+
     received: list[bytes] = []
     subscribed = threading.Event()
-
-    subscriber = paho.Client(CallbackAPIVersion.VERSION2, client_id="tcu-test")
+    subscriber = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"tcu-{VIN}")
     subscriber.on_message = lambda client, userdata, message: received.append(
         bytes(message.payload)
     )
@@ -122,14 +131,8 @@ def test_command_through_mosquitto_reaches_the_vehicle(
     subscriber.loop_start()
     try:
         assert subscribed.wait(10)
-        broker = ["--broker", mosquitto_broker.url]
-        assert (
-            run(capsys, "command", VIN, "set_departure", "06:45", *broker, "--data", str(data))[0]
-            == 0
-        )
-        assert run(capsys, "activate", VIN, *broker, "--data", str(data))[0] == 0
         deadline = time.monotonic() + 10
-        while len(received) < 2 and time.monotonic() < deadline:
+        while not received and time.monotonic() < deadline:
             time.sleep(0.01)
     finally:
         subscriber.loop_stop()
@@ -137,10 +140,14 @@ def test_command_through_mosquitto_reaches_the_vehicle(
 
     key = public_key_from_pem(pem.encode())
     commands = [VehicleDouble.read_downlink(p, key) for p in received]
-    assert [(c.name, c.argument, c.counter) for c in commands] == [
-        ("set_departure", "06:45", 1),
-        ("activate", None, 2),
-    ]
+    # the oldest is retained for the vehicle's first subscription; the next waits for the
+    # backend to hear from the vehicle (cloud-stub serve releases it)
+    assert [(c.name, c.argument, c.counter) for c in commands] == [("set_departure", "06:45", 1)]
+    with Mailbox(data / "mailbox.sqlite") as mailbox:
+        assert [(p.command_id, p.state) for p in mailbox.pending(VIN)] == [
+            ("cmd-1", "waiting"),
+            ("cmd-2", "waiting"),
+        ]
 
 
 def test_command_to_an_absent_broker_is_an_error(

@@ -17,8 +17,8 @@ from cloud_stub.errors import CommandError, RegistryError
 from cloud_stub.keys import BackendKey, load_backend_key
 from cloud_stub.registry import Registry
 from cloud_stub.testing import VehicleDouble
-from tcu.telemetry.cose import CoseError, VerifyKey, verify1
-from tcu.telemetry.schema import DOWNLINK_NAMES, decode_downlink
+from tcu.telemetry.codec.cose import CoseError, VerifyKey, verify1
+from tcu.telemetry.codec.schema import DOWNLINK_NAMES, decode_downlink
 
 VIN = "WV1ZZZ7HZLH000001"
 OTHER_VIN = "WV1ZZZ7HZLH000002"

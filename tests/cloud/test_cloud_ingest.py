@@ -17,8 +17,8 @@ from cloud_stub.keys import BackendKey, load_backend_key
 from cloud_stub.registry import Registry
 from cloud_stub.store import Store
 from cloud_stub.testing import SOC_SIGNAL, VehicleDouble
-from tcu.telemetry.cose import CoseError, generate_key, public_key_to_pem, sig_structure
-from tcu.telemetry.schema import AckMessage
+from tcu.telemetry.codec.cose import CoseError, generate_key, public_key_to_pem, sig_structure
+from tcu.telemetry.codec.schema import AckMessage
 
 VIN = "WV1ZZZ7HZLH000001"
 OTHER_VIN = "WV1ZZZ7HZLH000002"

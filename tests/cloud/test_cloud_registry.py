@@ -10,7 +10,7 @@ from cloud_stub.errors import KeyStoreError, RegistryError
 from cloud_stub.keys import backend_key_path, backend_public_key_pem, load_backend_key
 from cloud_stub.registry import Registry
 from cloud_stub.testing import VehicleDouble
-from tcu.telemetry.cose import key_id, public_key_from_pem, sign1, verify1
+from tcu.telemetry.codec.cose import key_id, public_key_from_pem, sign1, verify1
 
 VIN = "WV1ZZZ7HZLH000001"
 OTHER_VIN = "WV1ZZZ7HZLH000002"

@@ -8,7 +8,7 @@ import pytest
 
 from cloud_stub.store import Store
 from cloud_stub.testing import VehicleDouble
-from tcu.telemetry.schema import BatchMessage, decode_batch, encode_batch
+from tcu.telemetry.codec.schema import BatchMessage, decode_batch, encode_batch
 
 
 @pytest.fixture

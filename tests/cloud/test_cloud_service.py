@@ -26,8 +26,8 @@ from cloud_stub.broker import (
 from cloud_stub.errors import BrokerError
 from cloud_stub.service import Backend, TlsFiles, read_stats
 from cloud_stub.testing import VehicleDouble
-from tcu.telemetry.cose import VerifyKey
-from tcu.telemetry.schema import BatchMessage, encode_batch
+from tcu.telemetry.codec.cose import VerifyKey
+from tcu.telemetry.codec.schema import BatchMessage, encode_batch
 
 VIN = "WV1ZZZ7HZLH000001"
 NOW = 1_767_225_600
@@ -132,6 +132,10 @@ async def test_activation_flips_the_registry_and_tells_the_vehicle(
         await client.subscribe(f"vehicles/{VIN}/commands", qos=1)
         await backend.activate(VIN)
         _, first = await next_payload(client)
+        # a vehicle never heard from gets its first command retained; its answer clears it
+        answer = vehicle.status("cmd-1", 1, "completed")
+        await client.publish(vehicle.status_topic, answer, qos=1)
+        assert await next_payload(client) == (f"vehicles/{VIN}/commands", b"")
         await backend.deactivate(VIN)
         _, second = await next_payload(client)
         names = [VehicleDouble.read_downlink(p, backend_public) for p in (first, second)]

@@ -13,7 +13,7 @@ import pytest
 from cloud_stub.errors import CloudError
 from cloud_stub.store import RecordStore, Store, open_store
 from cloud_stub.testing import VehicleDouble
-from tcu.telemetry.schema import BatchMessage, StatusMessage, decode_batch
+from tcu.telemetry.codec.schema import BatchMessage, StatusMessage, decode_batch
 
 VIN = "WV1ZZZ7HZLH000001"
 
@@ -95,6 +95,24 @@ def test_statuses_are_stored_once(any_store: RecordStore) -> None:
     assert any_store.add_status(status)
     assert not any_store.add_status(status)
     assert any_store.statuses(VIN) == [status]
+
+
+def test_command_history_and_downlink_refusals(any_store: RecordStore) -> None:
+    done = StatusMessage(
+        vin=VIN, command_id="cmd-2", counter=2, outcome="completed", reason=None, t_ms=9
+    )
+    failed = StatusMessage(
+        vin=VIN, command_id="cmd-2", counter=2, outcome="failed", reason="busy", t_ms=10
+    )
+    assert any_store.add_status(done)
+    assert not any_store.answered_otherwise(done)
+    assert any_store.answered_otherwise(failed)
+    refusal = StatusMessage(
+        vin=VIN, command_id="cmd-9", counter=9, outcome="refused", reason="bad_signature", t_ms=3
+    )
+    assert any_store.add_downlink_refusal(refusal)
+    assert not any_store.add_downlink_refusal(refusal)
+    assert any_store.downlink_refusals(VIN) == [refusal]
 
 
 def test_a_group_is_one_transaction_with_a_result_per_batch(any_store: RecordStore) -> None:

@@ -1,6 +1,6 @@
 """The pieces the fault tests assemble: a van fed with signal changes, a witness, checks.
 
-`Van` is the TCU as the online driver runs it (`build_tcu`, the durable outbox, the aiomqtt
+`Van` is the TCU as the online driver runs it (a `Host`, the durable outbox, the aiomqtt
 uplink, acks and commands fed back into the core), driven by signal changes instead of a
 CAN trace so a test can keep records flowing for as long as a fault lasts. `Witness` is an
 extra MQTT subscriber on the telemetry topic that verifies and decodes every batch the
@@ -24,23 +24,23 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Empty, Queue
-from typing import Any
 
 import aiomqtt
 
 from cloud_stub.service import Backend
 from cloud_stub.store import Store
 from tcu.can.setup import load_bus_setup
-from tcu.events import Action, Dispatch, Publish, SignalOverride, StoreRecords
-from tcu.runtime.assembly import Tcu, build_tcu
+from tcu.events import SignalOverride
+from tcu.runtime.assembly import Tcu
 from tcu.runtime.backoff import Backoff
+from tcu.runtime.host import Host
 from tcu.runtime.mqtt import BrokerURL, TelemetryUplink
 from tcu.runtime.replay import ReplayDriver
 from tcu.services import VehicleConfig
-from tcu.telemetry.cose import VerifyKey, verify1
-from tcu.telemetry.identity import VehicleIdentity, load_identity, provision
-from tcu.telemetry.outbox import Outbox
-from tcu.telemetry.schema import decode_batch
+from tcu.telemetry.codec.cose import VerifyKey, verify1
+from tcu.telemetry.codec.schema import decode_batch
+from tcu.telemetry.storage.identity import VehicleIdentity, load_identity, provision
+from tcu.telemetry.storage.outbox import Outbox
 from tcu.vehicle import catalogue as cat
 from tests.helpers import until as wait_until
 
@@ -92,19 +92,23 @@ class Van:
     ) -> None:
         self.identity = identity
         self.outbox = Outbox(workdir / "outbox.sqlite")
-        self.tcu: Tcu = build_tcu(
-            load_bus_setup(), VehicleConfig(vin=identity.vin), outbox=self.outbox, identity=identity
-        )
-        self.driver = ReplayDriver(self.tcu.core, (), on_action=self._on_action)
+        self.driver = ReplayDriver()
         self.uplink = TelemetryUplink(
-            self.outbox,
-            identity,
+            identity.vin,
             broker,
-            on_event=self._on_event,
-            clock=lambda: self.driver.now,
             backoff=Backoff(0.05, 0.5, random.Random(seed)),
             resend_after=resend_after,
         )
+        self.host = Host(
+            load_bus_setup(),
+            VehicleConfig(vin=identity.vin),
+            clock=self.driver,
+            transport=self.uplink,
+            outbox=self.outbox,
+            identity=identity,
+        )
+        self.driver.drive(self.host)
+        self.tcu: Tcu = self.host.tcu
         self.steps = 0
         self._task: asyncio.Task[None] | None = None
         self._producer: asyncio.Task[None] | None = None
@@ -122,19 +126,6 @@ class Van:
     @property
     def active(self) -> bool:
         return self.tcu.telemetry is not None and self.tcu.telemetry.active
-
-    def _on_action(self, action: Action, now: float) -> None:
-        if isinstance(action, StoreRecords):
-            self.outbox.append(action.records)
-            self.uplink.notify()
-        elif isinstance(action, Publish):
-            self.uplink.publish(action)
-        elif isinstance(action, Dispatch):
-            self.driver.schedule(now, action.event)
-
-    def _on_event(self, event: Any) -> None:
-        self.driver.schedule(self.driver.now, event)
-        self.driver.advance(self.driver.now)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self.uplink.run(), name="van-uplink")

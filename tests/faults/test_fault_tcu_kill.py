@@ -22,8 +22,8 @@ from cloud_stub.cli import main as cloud_stub
 from cloud_stub.store import Store
 from tcu.can.setup import TRACES
 from tcu.cli.main import main as tcu
-from tcu.telemetry.identity import load_identity
-from tcu.telemetry.outbox import EPOCH, Outbox
+from tcu.telemetry.storage.identity import load_identity
+from tcu.telemetry.storage.outbox import EPOCH, Outbox
 from tests.faults.rig import (
     VIN,
     Child,

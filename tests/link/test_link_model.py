@@ -6,7 +6,8 @@ from typing import Any
 import pytest
 
 from tcu.errors import ConfigError
-from tcu.link.model import (
+from tcu.link.modem import Cereg
+from tcu.link.sim import (
     EnterCountry,
     Link,
     LinkConfig,
@@ -15,7 +16,6 @@ from tcu.link.model import (
     SetCoverage,
     Tick,
 )
-from tcu.link.modem import Cereg
 
 SEARCH = (3.0, 9.0)
 ATTACH_HOME = (0.5, 2.0)

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tcu.link.model import Link
 from tcu.link.proxy import LinkProxy
+from tcu.link.sim import Link
 
 HOST = "127.0.0.1"
 TIMEOUT = 5.0

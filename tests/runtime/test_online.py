@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from cloud_stub.broker import BrokerHandle
+from tcu.compose.online import OnlineOptions, OnlineReplay, reference_traces
 from tcu.runtime.mqtt import BrokerURL
-from tcu.runtime.online import OnlineOptions, OnlineReplay, reference_traces
 
 TRACES = reference_traces(("city_delivery_bakery.asc", "city_delivery_lunch.trc"))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,29 @@ class Recorder:
         return self.deadline
 
 
+class CoreHost:
+    """The driver's side of a host, around a bare core: it records what it carries out."""
+
+    def __init__(self, core: TcuCore) -> None:
+        self.core = core
+        self.frame = core.frame
+        self.out: list[tuple[Action, float]] = []
+
+    def handle(self, event: Any, now: float) -> list[Action]:
+        actions: list[Action] = self.core.handle(event, now)
+        self.carry_out(actions, now)
+        return actions
+
+    def carry_out(self, actions: Iterable[Action], now: float) -> None:
+        self.out += [(a, now) for a in actions]
+
+
+def driver(core: TcuCore, **options: Any) -> ReplayDriver:
+    d = ReplayDriver(frames(), **options)
+    d.drive(CoreHost(core))
+    return d
+
+
 def frames() -> list[can.Message]:
     return [
         can.Message(
@@ -54,11 +78,12 @@ def test_timers_and_events_fire_in_time_order_at_their_own_time(tmp_path: Path) 
     _, m = write_mini(tmp_path)
     rec = Recorder()
     core = TcuCore(load_bus_setup(mapping=m).mapping, parts=[rec])
-    out: list[tuple[Action, float]] = []
-    driver = ReplayDriver(core, frames(), on_action=lambda a, t: out.append((a, t)))
-    driver.schedule(12.0, Command(name="lock"))
-    driver.schedule(30.0, Command(name="unlock"))
-    stats = driver.run()
+    d = driver(core)
+    d.schedule(12.0, Command(name="lock"))
+    d.schedule(30.0, Command(name="unlock"))
+    stats = d.run()
+    assert isinstance(d.host, CoreHost)
+    out = d.host.out
     assert rec.seen == [
         (0.0, "signals"),
         (5.0, "signals"),
@@ -76,7 +101,7 @@ def test_timers_and_events_fire_in_time_order_at_their_own_time(tmp_path: Path) 
 def test_start_and_stop_window(tmp_path: Path) -> None:
     _, m = write_mini(tmp_path)
     core = TcuCore(load_bus_setup(mapping=m).mapping)
-    stats = ReplayDriver(core, frames(), start=4.0, stop=25.5).run()
+    stats = driver(core, start=4.0, stop=25.5).run()
     assert stats.skipped_before_start == 1
     assert core.counts.frames == 2
     assert stats.vehicle_time_s == 21.5
@@ -92,5 +117,5 @@ def test_speed_paces_with_the_injected_clock(tmp_path: Path) -> None:
         slept.append(s)
         wall[0] += s
 
-    ReplayDriver(core, frames(), speed=10.0, clock=lambda: wall[0], sleep=sleep).run()
+    driver(core, speed=10.0, clock=lambda: wall[0], sleep=sleep).run()
     assert sum(slept) == 2.6  # 26 s of vehicle time at ten times real time

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from tcu.scenario.full_world import FullWorld
+from tcu.scenario.cases import Case
 from tcu.scenario.loader import load_file
-from tcu.scenario.model import Case
 from tcu.scenario.runner import run_case
+from tcu.scenario.scenario_world import ScenarioWorld
 from tcu.scenario.world import WorldOptions
 
 SUITE = Path(__file__).resolve().parents[2] / "scenarios"
@@ -25,10 +25,10 @@ def test_broker_restart_and_hostile_commands_through_a_real_broker(
 ) -> None:
     if broker == "mosquitto":
         request.getfixturevalue("mosquitto_binary")
-    worlds: list[FullWorld] = []
+    worlds: list[ScenarioWorld] = []
 
-    def factory(case: Case, options: WorldOptions) -> FullWorld:
-        worlds.append(FullWorld(case, options))
+    def factory(case: Case, options: WorldOptions) -> ScenarioWorld:
+        worlds.append(ScenarioWorld(case, options))
         return worlds[-1]
 
     chosen = [
@@ -41,7 +41,7 @@ def test_broker_restart_and_hostile_commands_through_a_real_broker(
         result = run_case(case, options=WorldOptions(broker=broker), factory=factory)
         assert result.passed, result.render()
     for world in worlds:
-        relay = world.world.relay
+        relay = world.relay
         assert relay is not None and relay.kind == broker
         assert relay.carried > 5 and relay.lost == 0
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 # imported here so the in-process runs reuse them (cryptography does not import twice)
-import tcu.scenario.full_world
-import tcu.scenario.runner  # noqa: F401
-from tcu.scenario.core_world import reference_encoder
+import tcu.scenario.runner
+import tcu.scenario.scenario_world  # noqa: F401
+from tcu.scenario.bus import reference_encoder
+from tests.scenario.texts import PLUGGED
 
 pytest_plugins = ["pytester"]
 reference_encoder()
@@ -19,19 +20,7 @@ filterwarnings =
     ignore:Module already imported so cannot be rewritten:pytest.PytestAssertRewriteWarning
 addopts = --strict-markers -p no:cacheprovider -p no:hypothesispytest -p no:asyncio
 """
-PORT = "Vehicle.Powertrain.TractionBattery.Charging.ChargingPort.AnyPosition"
-BASE = f"""
-vehicle: {{start: 2026-01-14T18:00:00Z}}
-initial:
-  Vehicle.Powertrain.Transmission.SelectedGear: P
-  Vehicle.Body.Hood.IsOpen: true
-  Vehicle.Private.Charging.RfidAuthorization: NOT_REQUIRED
-  Vehicle.Powertrain.TractionBattery.StateOfCharge.Current: 40
-  Vehicle.Private.Climate.DepartureTime: null
-  {PORT}.IsChargingCableConnected: true
-  {PORT}.IsChargingCableLocked: true
-  Vehicle.Private.Charging.IsInfrastructureConnected: true
-"""
+BASE = "\nvehicle: {start: 2026-01-14T18:00:00Z}" + PLUGGED
 CASES = """
 cases:
   - name: right
@@ -93,9 +82,8 @@ def test_pending_is_collected_only_when_asked(suite: pytest.Pytester) -> None:
     suite.runpytest("scenarios").assert_outcomes(passed=1, failed=1)
     result = suite.runpytest("scenarios", "--scenario-pending")
     result.assert_outcomes(passed=2, failed=1)
-    result = suite.runpytest(
-        "scenarios", "--scenario-pending", "--scenario-world", "tcu.scenario.core_world:CoreWorld"
-    )
+    limited = "tests.scenario.limited_world:LimitedWorld"
+    result = suite.runpytest("scenarios", "--scenario-pending", "--scenario-world", limited)
     result.assert_outcomes(passed=1, failed=2)
     result.stdout.fnmatch_lines(["*not supported by this world: coverage*"])
 
@@ -121,9 +109,9 @@ def test_the_broker_option_reaches_the_world(suite: pytest.Pytester) -> None:
         "--scenario-broker",
         "embedded",
         "--scenario-world",
-        "tcu.scenario.core_world:CoreWorld",
+        "tests.scenario.limited_world:LimitedWorld",
         "-m",
         "charging",
     )
     result.assert_outcomes(failed=1, deselected=1)
-    result.stdout.fnmatch_lines(["*error: --broker embedded: *CoreWorld*"])
+    result.stdout.fnmatch_lines(["*error: --broker embedded: *LimitedWorld*"])

@@ -385,10 +385,10 @@ def test_set_departure_sends_the_request_and_is_used_until_echoed() -> None:
     assert van.encoder.calls == [("set_departure", "08:00")]
     assert sent(out)[0].arbitration_id == REQUEST_ID
     assert emits(out, "command_result")[0]["status"] == "sent"
-    assert van.part.commanded_departure == 480.0
+    assert van.part.ledger.commanded_departure == 480.0
     assert van.part.next_deadline() == pytest.approx(2 * 3600.0 - 1800.0)
     van.set(25.0, {c.DEPARTURE_TIME: 480.0})
-    assert van.part.commanded_departure is None
+    assert van.part.ledger.commanded_departure is None
     assert van.part.next_deadline() == pytest.approx(2 * 3600.0 - 1800.0)
 
 
@@ -414,14 +414,14 @@ def test_set_departure_rejects_a_bad_time() -> None:
     van = Van(PRECONDITIONING_OK)
     out = van.command(10.0, "set_departure", "25:00")
     assert emits(out, "command_result")[0]["status"] == "rejected"
-    assert requests(van) == [] and van.part.commanded_departure is None
+    assert requests(van) == [] and van.part.ledger.commanded_departure is None
 
 
 def test_the_van_taking_another_departure_wins() -> None:
     van = Van(PRECONDITIONING_OK)
     van.command(10.0, "set_departure", "08:00")
     out = van.set(12.0, {c.DEPARTURE_TIME: 510.0})
-    assert van.part.commanded_departure is None
+    assert van.part.ledger.commanded_departure is None
     assert any(isinstance(a, Log) and a.level == "warning" for a in out)
 
 

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tcu.errors import DecodeError
-from tcu.telemetry.cbor_strict import (
+from tcu.telemetry.codec.cbor_strict import (
     DEFAULT_MAX_DEPTH,
     loads_strict,
     require_array,

@@ -17,8 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tcu.errors import ConfigError, VerificationError
-from tcu.telemetry import cose
-from tcu.telemetry.cose import CoseError
+from tcu.telemetry.codec import cose
+from tcu.telemetry.codec.cose import CoseError
 
 FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "cose-wg"
 VECTOR_DIRS = ("sign1-tests", "eddsa-examples", "ecdsa-examples")

@@ -9,17 +9,26 @@ import cbor2
 import pytest
 
 from tcu.core import Part
-from tcu.events import Action, Command, Dispatch, Downlink, Log, Publish, ServiceActivation
-from tcu.telemetry.cose import generate_key, key_id, sign1, verify1
-from tcu.telemetry.downlink import DownlinkPart
-from tcu.telemetry.outbox import DOWNLINK_COUNTER, SERVICE_ACTIVE, Outbox
-from tcu.telemetry.policy import TelemetryConfig, TelemetryPart
-from tcu.telemetry.schema import (
+from tcu.events import (
+    Action,
+    Command,
+    Dispatch,
+    Downlink,
+    Log,
+    Publish,
+    SaveDownlink,
+    ServiceActivation,
+)
+from tcu.telemetry.codec.cose import generate_key, key_id, sign1, verify1
+from tcu.telemetry.codec.schema import (
     DownlinkMessage,
     StatusMessage,
     decode_status,
     encode_downlink,
 )
+from tcu.telemetry.downlink import DownlinkPart
+from tcu.telemetry.policy import TelemetryConfig, TelemetryPart
+from tcu.telemetry.storage.outbox import DOWNLINK_COUNTER, SERVICE_ACTIVE, Outbox
 from tcu.vehicle.state import VehicleState
 
 VIN = "WDB9066331S123456"
@@ -47,15 +56,25 @@ def signed(msg: DownlinkMessage, key: Any = BACKEND) -> bytes:
     return sign1(encode_downlink(msg), key, kid=key_id(key))
 
 
-def part(last_counter: int = 0, persist: Any = None) -> DownlinkPart:
+def part(last_counter: int = 0) -> DownlinkPart:
     return DownlinkPart(
         vin=VIN,
         backend_key=BACKEND.public_key(),
         vehicle_key=VEHICLE,
         origin_epoch=ORIGIN,
         last_counter=last_counter,
-        persist=persist,
     )
+
+
+def saved(actions: list[Action] | None) -> list[tuple[int, bool | None]]:
+    return [(a.counter, a.active) for a in actions or [] if isinstance(a, SaveDownlink)]
+
+
+def carry_saves(box: Outbox, actions: list[Action] | None) -> list[Action] | None:
+    """What the host does with the part's SaveDownlink actions."""
+    for counter, active in saved(actions):
+        box.save_downlink(counter, active)
+    return actions
 
 
 def statuses(actions: list[Action] | None) -> list[StatusMessage]:
@@ -74,8 +93,7 @@ def dispatched(actions: list[Action] | None) -> list[Any]:
 
 
 def test_activation_is_accepted_persisted_first_and_dispatched() -> None:
-    calls: list[tuple[int, bool | None]] = []
-    p = part(persist=lambda counter, active: calls.append((counter, active)))
+    p = part()
     out = p.on_event(Downlink(payload=signed(message(counter=7))), NOW)
     (status,) = statuses(out)
     assert (status.outcome, status.command_id, status.counter, status.reason) == (
@@ -86,7 +104,10 @@ def test_activation_is_accepted_persisted_first_and_dispatched() -> None:
     )
     assert status.t_ms == 100_000 and status.vin == VIN
     assert dispatched(out) == [ServiceActivation(active=True, command_id="cmd-1")]
-    assert calls == [(7, True)]
+    assert saved(out) == [(7, True)]
+    kinds = [type(a) for a in out or []]
+    assert kinds[0] is SaveDownlink, "persisted before anything else"
+    assert kinds.index(SaveDownlink) < kinds.index(Dispatch)
     assert p.last_counter == 7
     assert any(isinstance(a, Log) and "activate" in a.text for a in out or [])
 
@@ -143,13 +164,13 @@ def _refusal(p: DownlinkPart, payload: bytes) -> StatusMessage:
 @pytest.mark.parametrize(
     ("payload", "reason", "command_id"),
     [
-        (signed(message(), generate_key("EdDSA")), "bad_signature", "cmd-1"),
-        (signed(message(), generate_key("ES256")), "bad_signature", "cmd-1"),
+        # unverified, or another vehicle's: the answer names no command id and counter 0
+        (signed(message(), generate_key("EdDSA")), "bad_signature", ""),
+        (signed(message(), generate_key("ES256")), "bad_signature", ""),
         (b"\xd2\x84junk", "malformed", ""),
-        (b"", "malformed", ""),
         (sign1(b"\x01", BACKEND, kid=key_id(BACKEND)), "malformed", ""),
         (sign1(cbor2.dumps({1: VIN, 2: "x"}), BACKEND, kid=key_id(BACKEND)), "malformed", ""),
-        (signed(message(vin=OTHER_VIN)), "wrong_vin", "cmd-1"),
+        (signed(message(vin=OTHER_VIN)), "wrong_vin", ""),
         (signed(message(expires_at=ORIGIN + 99)), "expired", "cmd-1"),
         (signed(message(name="self_destruct")), "unknown_command", "cmd-1"),
         (signed(message(name="set_departure")), "malformed", "cmd-1"),
@@ -160,29 +181,36 @@ def _refusal(p: DownlinkPart, payload: bytes) -> StatusMessage:
 def test_each_refusal_has_a_signed_status_with_its_reason(
     payload: bytes, reason: str, command_id: str
 ) -> None:
-    calls: list[Any] = []
-    p = part(persist=lambda *a: calls.append(a))
-    status = _refusal(p, payload)
+    p = part()
+    out = p.on_event(Downlink(payload=payload), NOW)
+    (status,) = statuses(out)
     assert status.reason == reason
     assert status.command_id == command_id
-    assert calls == [] and p.last_counter == 0
+    assert status.counter == (1 if command_id else 0)
+    assert saved(out) == [] and p.last_counter == 0
     assert p.refused[reason] == 1
+
+
+def test_an_empty_payload_clears_a_retained_command_and_is_not_answered() -> None:
+    p = part()
+    assert p.on_event(Downlink(payload=b""), NOW) == []
+    assert (p.cleared, sum(p.refused.values()), p.last_counter) == (1, 0, 0)
 
 
 def test_replayed_counter_is_refused_and_the_counter_survives_a_restart(tmp_path: Path) -> None:
     path = tmp_path / "outbox.sqlite"
     with Outbox(path) as box:
-        first = part(last_counter=box.get(DOWNLINK_COUNTER), persist=box.save_downlink)
-        assert statuses(first.on_event(Downlink(payload=signed(message(counter=5))), NOW))[
-            0
-        ].outcome == ("completed")
+        first = part(last_counter=box.get(DOWNLINK_COUNTER))
+        out = carry_saves(box, first.on_event(Downlink(payload=signed(message(counter=5))), NOW))
+        assert statuses(out)[0].outcome == "completed"
         assert _refusal(first, signed(message(counter=5))).reason == "replayed"
         assert _refusal(first, signed(message(counter=4, name="lock"))).reason == "replayed"
     with Outbox(path) as box:
         assert box.get(DOWNLINK_COUNTER) == 5 and box.get(SERVICE_ACTIVE) == 1
-        again = part(last_counter=box.get(DOWNLINK_COUNTER), persist=box.save_downlink)
+        again = part(last_counter=box.get(DOWNLINK_COUNTER))
         assert _refusal(again, signed(message(counter=5))).reason == "replayed"
-        out = again.on_event(Downlink(payload=signed(message(counter=6, name="deactivate"))), NOW)
+        payload = signed(message(counter=6, name="deactivate"))
+        out = carry_saves(box, again.on_event(Downlink(payload=payload), NOW))
         assert dispatched(out) == [ServiceActivation(active=False, command_id="cmd-1")]
     with Outbox(path) as box:
         assert box.get(DOWNLINK_COUNTER) == 6 and box.get(SERVICE_ACTIVE) == 0

@@ -13,8 +13,8 @@ from cloud_stub.registry import Registry
 from cloud_stub.service import REGISTRY_FILE
 from tcu.cli.main import main
 from tcu.errors import ConfigError
-from tcu.telemetry.cose import ALG_ES256, generate_key, key_id, public_key_to_pem, verify1
-from tcu.telemetry.identity import (
+from tcu.telemetry.codec.cose import ALG_ES256, generate_key, key_id, public_key_to_pem, verify1
+from tcu.telemetry.storage.identity import (
     BACKEND_PUB,
     VEHICLE_KEY,
     VEHICLE_PUB,

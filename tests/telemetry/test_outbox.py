@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from tcu.errors import ConfigError
-from tcu.telemetry.outbox import DOWNLINK_COUNTER, SERVICE_ACTIVE, Outbox
 from tcu.telemetry.records import Record
+from tcu.telemetry.storage.outbox import DOWNLINK_COUNTER, SERVICE_ACTIVE, Outbox, OutboxError
 from tcu.vehicle import catalogue as cat
 from tcu.vehicle.catalogue import SIGNAL_IDS
 
@@ -163,3 +163,12 @@ def test_bad_configuration_and_bad_files_are_config_errors(tmp_path: Path) -> No
     with pytest.raises(Exception, match="outbox") as info:
         Outbox(junk)
     assert "Traceback" not in str(info.value)
+
+
+def test_a_missing_directory_is_created_and_one_that_cannot_be_is_refused(tmp_path: Path) -> None:
+    """``tcu run --outbox new/dir/outbox.sqlite`` failed with "unable to open database file"."""
+    with Outbox(tmp_path / "new" / "dir" / "outbox.sqlite") as box:
+        assert box.depth() == 0
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(OutboxError, match="cannot create its directory"):
+        Outbox(tmp_path / "a-file" / "outbox.sqlite")

@@ -9,14 +9,14 @@ import sys
 import textwrap
 from pathlib import Path
 
-from tcu.telemetry.outbox import Outbox
+from tcu.telemetry.storage.outbox import Outbox
 
 REPO = Path(__file__).resolve().parents[2]
 
 WRITER = textwrap.dedent(
     """
     import sys
-    from tcu.telemetry.outbox import Outbox
+    from tcu.telemetry.storage.outbox import Outbox
     from tcu.telemetry.records import Record
 
     box = Outbox(sys.argv[1], cap=1_000_000)

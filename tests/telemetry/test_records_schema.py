@@ -11,8 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tcu.errors import DecodeError
-from tcu.telemetry.records import Record
-from tcu.telemetry.schema import (
+from tcu.telemetry.codec.schema import (
     AckMessage,
     BatchMessage,
     DownlinkMessage,
@@ -29,6 +28,7 @@ from tcu.telemetry.schema import (
     encode_status,
     resolve_snapshot,
 )
+from tcu.telemetry.records import Record
 from tcu.vehicle import catalogue as cat
 from tcu.vehicle.catalogue import SIGNAL_IDS
 

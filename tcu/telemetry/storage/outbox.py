@@ -29,13 +29,12 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Final, Literal, Self
+from typing import Final
 
 from tcu.errors import ConfigError, DecodeError, TcuError
+from tcu.telemetry.codec.schema import decode_record, encode_record
 from tcu.telemetry.records import KIND_CODES, KIND_NAMES, Record, drop_class
-from tcu.telemetry.schema import decode_record, encode_record
-
-Synchronous = Literal["FULL", "NORMAL"]
+from tcu.telemetry.storage.sqlite import SqliteFile, Synchronous
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS records (
@@ -61,8 +60,11 @@ class OutboxError(TcuError):
     """The outbox file cannot be opened or written."""
 
 
-class Outbox:
+class Outbox(SqliteFile):
     """Records waiting for the backend's acknowledgement, in production order."""
+
+    error = OutboxError
+    what = "outbox"
 
     def __init__(
         self,
@@ -79,16 +81,10 @@ class Outbox:
             raise ConfigError(f"outbox hard cap {hard} is below the cap {cap}")
         if synchronous not in ("FULL", "NORMAL"):
             raise ConfigError(f"outbox synchronous must be FULL or NORMAL, not {synchronous!r}")
-        self.path = Path(path)
+        super().__init__(path, _SCHEMA, synchronous=synchronous)
         self.cap = cap
         self.hard_cap = hard
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None)
-            mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise OutboxError(f"outbox {self.path}: WAL mode refused (got {mode})")
-            self._db.execute(f"PRAGMA synchronous={synchronous}")
-            self._db.executescript(_SCHEMA)
             self._depth: int = self._db.execute("SELECT COUNT(*) FROM records").fetchone()[0]
         except sqlite3.Error as exc:
             raise OutboxError(f"outbox {self.path}: {exc}") from None
@@ -98,20 +94,6 @@ class Outbox:
         self._report: tuple[int, int, dict[str, int]] | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
-
-    def close(self) -> None:
-        self._db.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def start_epoch(self) -> int:
         """A new boot: the persisted epoch plus one, committed before it is returned."""

@@ -1,4 +1,11 @@
-"""One replay, assembled: bus setup, core and its parts, the driver, the report."""
+"""One replay, assembled: the in-memory world, a trace, injected commands, the report.
+
+Theory of operation. ``replay_file`` opens the trace and the bus setup, builds a
+``MemoryWorld`` (the TCU's host on the virtual clock, the SIM link model and the backend
+in memory), schedules the ``--command`` injections, feeds the trace, lets the link drain,
+and writes the ``ReplayReport``: every frame counted by what became of it, the state at
+the end, verdicts and sessions, and what the telemetry, the backend and the link did.
+"""
 
 from __future__ import annotations
 
@@ -16,12 +23,13 @@ import can
 
 from tcu.can.setup import load_bus_setup
 from tcu.can.sources import open_trace
+from tcu.compose.memory import MemoryWorld
 from tcu.core import command_event
 from tcu.errors import ConfigError, TraceError
-from tcu.link.model import LinkConfig
+from tcu.link.sim import LinkConfig
 from tcu.output import Progress, table
-from tcu.runtime.world import World
-from tcu.services import VehicleConfig
+from tcu.runtime.host import Sink
+from tcu.services import DEFAULT_VIN, VehicleConfig
 from tcu.vehicle.catalogue import CATALOGUE
 
 
@@ -41,6 +49,8 @@ class ReplayOptions:
     outbox_cap: int = 10_000
     workdir: Path | None = None
     drain_s: float = 3600.0
+    sinks: tuple[Sink, ...] = ()
+    """Observers of the host (``tcu.runtime.host.Sink``): a plot, an export."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -94,6 +104,7 @@ def _file_progress(trace: Path, progress: Progress | None) -> Callable[[int, flo
 class _OutTrace:
     def __init__(self, path: Path) -> None:
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             self.writer = can.Logger(str(path))
         except ValueError as e:
             raise ConfigError(f"--out-trace {path}: {e}") from None
@@ -132,15 +143,6 @@ def replay_file(opts: ReplayOptions, *, progress: Progress | None = None) -> Rep
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tcu-replay-")))
         else:
             workdir = opts.workdir
-        world = World(
-            setup,
-            vehicle,
-            workdir,
-            link=link,
-            outbox_cap=opts.outbox_cap,
-            activate=opts.activate,
-        )
-        stack.callback(world.close)
         base = first.timestamp if first is not None else 0.0
 
         def on_frame(msg: can.Message, now: float) -> None:
@@ -148,7 +150,17 @@ def replay_file(opts: ReplayOptions, *, progress: Progress | None = None) -> Rep
             if out is not None:
                 out.write(msg)
 
-        world.on_frame = on_frame
+        world = MemoryWorld(
+            setup,
+            vehicle,
+            workdir,
+            link=link,
+            outbox_cap=opts.outbox_cap,
+            activate=opts.activate,
+            send_frame=on_frame,
+            sinks=opts.sinks,
+        )
+        stack.callback(world.close)
         for t, event in scheduled:
             world.driver.schedule(t, event)
         try:
@@ -177,6 +189,12 @@ def replay_file(opts: ReplayOptions, *, progress: Progress | None = None) -> Rep
                 f"{world.outbox.depth()} records still in the outbox {opts.drain_s:g} s "
                 "after the trace (link down or service inactive); they are kept, not lost"
             )
+        telemetry = world.host.tcu.telemetry
+        if telemetry is not None and not telemetry.active and not telemetry.counts.activations:
+            warnings.append(
+                f"service never active: the backend did not activate {vehicle.vin},"
+                " so no telemetry was recorded"
+            )
         core = world.core
         report = ReplayReport(
             trace=str(opts.trace),
@@ -187,9 +205,9 @@ def replay_file(opts: ReplayOptions, *, progress: Progress | None = None) -> Rep
             state={p: core.state.get(p, end) for p in CATALOGUE},
             warnings=warnings,
             examples=source.bad_examples + core.decoder.bad_examples,
-            logs=world.logs,
+            logs=world.host.logs,
         )
-        report.extra["can_requests_sent"] = world.counts.frames_sent
+        report.extra["can_requests_sent"] = world.host.counts.frames_sent
         if out is not None:
             report.extra["out_trace"] = {"path": str(opts.out_trace), "frames": out.count}
         for part in core.parts:
@@ -245,7 +263,6 @@ def render_world(extra: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-DEFAULT_VIN = "XECELLVAN00000001"
 DEFAULT_HOME_PLMN = "242-01"
 
 

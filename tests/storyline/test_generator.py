@@ -14,6 +14,7 @@ import pytest
 from tcu.can.encoder import FrameEncoder
 from tcu.cli.main import main
 from tcu.errors import ConfigError
+from tcu.link.geo import distance_m
 from tcu.storyline import STORYLINES, StoryBuilder, depot_night, get
 from tcu.storyline.generator import (
     KEEPALIVE_NODES,
@@ -22,7 +23,6 @@ from tcu.storyline.generator import (
     load_reference_encoder,
     write_trace,
 )
-from tcu.storyline.route import distance_m
 from tcu.storyline.writers import FORMATS
 from tcu.vehicle import catalogue as c
 

@@ -1,4 +1,4 @@
-"""Fixtures of the bench tests."""
+"""Fixtures of the driver tests."""
 
 from __future__ import annotations
 

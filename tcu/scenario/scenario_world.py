@@ -1,9 +1,9 @@
-"""FullWorld: scenarios drive the TCU, its SIM link and the backend, all on one virtual clock.
+"""ScenarioWorld: scenarios drive the TCU, its SIM link and the backend, on one virtual clock.
 
-Theory of operation. Each case gets a ``tcu.runtime.world.World`` in a temporary
-directory of its own: the TCU as every driver builds it (services inside telemetry, the
-signed downlink), its durable outbox and uplink queue, the SIM link model and the cloud
-stub's registry, store, ingest and command builder, all scheduled on one replay driver.
+Theory of operation. Each case gets a ``tcu.compose.memory.MemoryWorld`` in a temporary
+directory of its own: the TCU's host as every driver has it (services inside telemetry,
+the signed downlink, the durable outbox and uplink queue), the SIM link model and the
+cloud stub in memory, all scheduled on one replay driver.
 The bus (a trace, frames generated from a storyline, or nothing) is fed frame by frame
 in vehicle time; everything else happens on the driver's queue at its own instant.
 
@@ -21,11 +21,14 @@ stub's hostile messages (``cloud_stub.commands``). ``coverage``, ``move`` to a c
 and ``power_cycle`` are link events; a power cycle switches the TCU off (it hears
 nothing, the modem detaches), and after ``off_for`` boots a new TCU on the same outbox.
 
-Observations. Verdicts, sessions and command results come from the services of every
-boot; a command's outcome is ``rejected`` when the TCU's downlink refused it,
-``not_delivered`` while it has not reached the TCU, else the latest result the services
-gave it. ``backend`` compares what the store holds with what the TCU produced, epoch by
-epoch; ``registration`` and ``roaming`` read the link model.
+Observations. The world is one sink of the host: it hears every boot, every stored
+record, every emit (verdicts, sessions, alarms, command results, what the downlink part
+made of each message) and every log line, with no hook into the core. Verdicts and
+sessions come from the services of every boot; a command's outcome is ``rejected`` when
+the TCU's downlink refused it, ``not_delivered`` while it has not reached the TCU, else
+the latest result the services gave it. ``backend`` compares what the store holds with
+what the TCU produced, epoch by epoch; ``registration`` and ``roaming`` read the link
+model.
 """
 
 from __future__ import annotations
@@ -36,25 +39,23 @@ import os
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import can
-
 from cloud_stub.commands import SignedDownlink, expired, forge, replayed
 from cloud_stub.errors import CloudError
-from tcu.core import Part, TcuCore
-from tcu.events import Action, Downlink, Emit, Log, StoreRecords
-from tcu.link.model import EnterCountry, Link, LinkConfig, Position, PowerOff, PowerOn, SetCoverage
+from tcu.compose.memory import MemoryWorld
+from tcu.compose.relay import BrokerRelay
+from tcu.compose.replay import DEFAULT_HOME_PLMN
+from tcu.events import Action, Emit
+from tcu.link.sim import EnterCountry, Link, LinkConfig, Position, PowerOff, PowerOn, SetCoverage
 from tcu.runtime.assembly import Tcu
-from tcu.runtime.relay import BrokerRelay
-from tcu.runtime.session import DEFAULT_HOME_PLMN
-from tcu.runtime.world import IdealLink, World
+from tcu.runtime.host import Sink
+from tcu.runtime.memory import IdealLink
 from tcu.scenario.bus import finish_bus, open_bus, reference_setup
-from tcu.scenario.core_world import UNHANDLED
-from tcu.scenario.model import Case, CommandSpec, Expectation, Step
+from tcu.scenario.cases import Case, CommandSpec, Expectation, Step
 from tcu.scenario.world import (
     NotSupported,
     Observation,
@@ -65,15 +66,15 @@ from tcu.scenario.world import (
 )
 from tcu.services.sessions import Transition
 from tcu.services.verdicts import Verdict
-from tcu.telemetry.downlink import DownlinkPart
+from tcu.telemetry.downlink import DOWNLINK_EMIT
 from tcu.telemetry.policy import TelemetryConfig
 from tcu.telemetry.records import KIND_CODES, KIND_NAMES
-from tcu.telemetry.uplink import UplinkQueue
 from tcu.vehicle.catalogue import LATITUDE, LONGITUDE
 
 LINK_NEEDS = frozenset({"coverage", "move", "power_cycle", "registration", "roaming"})
 REPORTING = frozenset({"snapshot_period_s", "min_change_interval_s"})
 CONNECTED_SERVICE = "telemetry"
+UNHANDLED = "no part handles "
 
 
 @dataclass(slots=True)
@@ -87,88 +88,6 @@ class _Sent:
     t: float
     handled_at: float | None = None
     refused: str | None = None
-
-
-@dataclass(slots=True)
-class _Boot:
-    tcu: Tcu
-    queue: UplinkQueue
-    downlink: DownlinkPart | None
-
-
-class _ServicesTap:
-    """Passes the services through unchanged and shows their ``Emit`` actions to ``seen``."""
-
-    __slots__ = ("part", "seen")
-
-    def __init__(self, part: Part, seen: Callable[[list[Action]], None]) -> None:
-        self.part = part
-        self.seen = seen
-
-    def on_signals(self, changed: list[str], now: float) -> list[Action]:
-        out = self.part.on_signals(changed, now)
-        self.seen(out)
-        return out
-
-    def on_event(self, event: Any, now: float) -> list[Action] | None:
-        out = self.part.on_event(event, now)
-        if out is not None:
-            self.seen(out)
-        return out
-
-    def on_tick(self, now: float) -> list[Action]:
-        out = self.part.on_tick(now)
-        self.seen(out)
-        return out
-
-    def next_deadline(self) -> float:
-        return self.part.next_deadline()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.part, name)
-
-
-class _DownlinkTap:
-    """Passes downlinks to the part and tells ``handled`` which it refused, and why."""
-
-    __slots__ = ("handled", "part")
-
-    def __init__(
-        self, part: DownlinkPart, handled: Callable[[bytes, str | None, float], None]
-    ) -> None:
-        self.part = part
-        self.handled = handled
-
-    def on_signals(self, changed: list[str], now: float) -> list[Action]:
-        return self.part.on_signals(changed, now)
-
-    def on_event(self, event: Any, now: float) -> list[Action] | None:
-        if not isinstance(event, Downlink):
-            return self.part.on_event(event, now)
-        before = Counter(self.part.refused)
-        out = self.part.on_event(event, now)
-        new = self.part.refused - before
-        self.handled(event.payload, next(iter(new), None), now)
-        return out
-
-    def on_tick(self, now: float) -> list[Action]:
-        return self.part.on_tick(now)
-
-    def next_deadline(self) -> float:
-        return self.part.next_deadline()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.part, name)
-
-
-class _PoweredOff(TcuCore):
-    """The TCU while it is off: it hears no frame and no message, and knows nothing."""
-
-    def handle(self, event: Any, now: float) -> list[Action]:
-        return []
-
-    def frame(self, msg: can.Message, now: float) -> list[Action]:
-        return []
 
 
 def scratch_dir() -> str | None:
@@ -194,7 +113,7 @@ def telemetry_config(case: Case) -> TelemetryConfig:
     )
 
 
-class FullWorld:
+class ScenarioWorld:
     """The TCU, its SIM link and the backend in virtual time; see the module docstring."""
 
     def __init__(self, case: Case, options: WorldOptions) -> None:
@@ -217,25 +136,35 @@ class FullWorld:
             link = LinkConfig(home_plmn=case.vehicle.home_plmn or DEFAULT_HOME_PLMN)
         by_country = any(s.action == "move" and "country" in s.value for s in case.steps)
         self.workdir = Path(tempfile.mkdtemp(prefix="tcu-scenario-", dir=scratch_dir()))
+        self.boots: list[Tcu] = []
+        self.results: list[dict[str, Any]] = []
+        self.alarms = 0
+        self.unhandled = 0
+        self.sent: list[_Sent] = []
+        self.produced: dict[int, int] = {}
+        self.overrides: dict[str, Any] = {}
+        self._genuine: dict[str, SignedDownlink] = {}
+        self.relay: BrokerRelay | None = None
         try:
-            self.world = World(
+            self.world = MemoryWorld(
                 reference_setup(),
                 vehicle,
                 self.workdir,
                 telemetry=telemetry_config(case),
-                link=link,
+                link=link if link is not None else IdealLink(latency=0.0),
                 follow_gnss=not by_country,
                 activate=False,
+                sinks=[_Observer(self)],
             )
         except BaseException:
             self.bus.close()
             shutil.rmtree(self.workdir, ignore_errors=True)
             raise
-        if isinstance(self.world.link, IdealLink):
-            self.world.link.latency = 0.0
+        self.host = self.world.host
+        self.transport = self.world.transport
         if options.broker != "memory":
             try:
-                self.world.relay = BrokerRelay(
+                self.relay = BrokerRelay(
                     options.broker,  # type: ignore[arg-type]
                     self.workdir,
                     self.vin,
@@ -243,17 +172,7 @@ class FullWorld:
             except BaseException:
                 self.close()
                 raise
-        self.world.driver.on_action = self._on_action
-        self.boots: list[_Boot] = []
-        self.results: list[dict[str, Any]] = []
-        self.alarms = 0
-        self.unhandled = 0
-        self.sent: list[_Sent] = []
-        self.produced: dict[int, int] = {}
-        self.overrides: dict[str, Any] = {}
-        self.off = False
-        self._genuine: dict[str, SignedDownlink] = {}
-        self._adopt_boot()
+            self.transport.carry = self.relay.carry
 
     # -- the World protocol ---------------------------------------------------------------
 
@@ -262,14 +181,13 @@ class FullWorld:
             raise self._unsupported
         bus = self.bus
         driver = self.world.driver
-        on_action = self._on_action
+        host = self.host
         while bus.next is not None and bus.next_t <= until:
             msg, t = bus.next, bus.next_t
             driver.advance(t)
-            actions = driver.core.frame(msg, t)
+            actions = host.frame(msg, t)
             if actions:
-                for a in actions:
-                    on_action(a, t)
+                host.carry_out(actions, t)
             bus.pull()
         driver.advance(until)
 
@@ -277,20 +195,21 @@ class FullWorld:
         action = step.action
         value = step.value
         w = self.world
+        t = self.transport
         if action == "set":
             self._set(dict(value), now)
         elif action == "release":
             self._release(tuple(value), now)
         elif action == "move":
             if "country" in value:
-                w.link_event(EnterCountry(country=value["country"]), now)
+                t.link_event(EnterCountry(country=value["country"]), now)
             else:
                 self._set({LATITUDE: value["lat"], LONGITUDE: value["lon"]}, now)
-                w.link_event(Position(lat=value["lat"], lon=value["lon"]), now)
+                t.link_event(Position(lat=value["lat"], lon=value["lon"]), now)
         elif action == "coverage":
-            w.link_event(SetCoverage(covered=None if value else False), now)
+            t.link_event(SetCoverage(covered=None if value else False), now)
         elif action == "broker":
-            w.set_broker(bool(value), now)
+            self._broker(bool(value), now)
         elif action == "power_cycle":
             self._power_off(now)
             w.driver.schedule(now + float(value), self._boot)
@@ -312,7 +231,7 @@ class FullWorld:
         if kind == "session":
             return self._session(expectation, f["service"])
         if kind == "vehicle":
-            state = self.world.driver.core.state
+            state = self.host.core.state
             return check(expectation, {p: state.get(p, now) for p in f})
         if kind == "command":
             return self._command_outcome(expectation, f["name"])
@@ -334,28 +253,31 @@ class FullWorld:
             self.bus.close()
         with contextlib.suppress(Exception):
             self.world.close()
+        if self.relay is not None:
+            with contextlib.suppress(Exception):
+                self.relay.close()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     # -- what the world reports -----------------------------------------------------------
 
     def counters(self) -> dict[str, int]:
         """Every counter of docs/scenarios.md, summed over the TCU's boots."""
-        w = self.world
+        w, host, sent = self.world, self.host, self.transport.counts
         counts: Counter[str] = Counter()
         for boot in self.boots:
-            counts.update(boot.tcu.core.summary_counts())
-        stats = w.ingest.stats()
+            counts.update(boot.core.summary_counts())
+        stats = w.backend.ingest.stats()
         counts.update(
             verdicts=len(self.verdicts()),
             transitions=len(self.transitions()),
             alarms=self.alarms,
-            can_requests=w.counts.frames_sent,
+            can_requests=host.counts.frames_sent,
             unhandled_events=self.unhandled,
-            records=w.counts.records_produced,
-            dropped=w.counts.records_dropped_at_cap,
-            published=w.counts.batches_sent + w.counts.status_sent,
-            acked=sum(b.queue.stats.records_acked for b in self.boots),
-            stored=w.store.count_records(self.vin),
+            records=host.counts.records_produced,
+            dropped=host.counts.records_dropped_at_cap,
+            published=sent.batches_sent + sent.status_sent,
+            acked=host.queue.stats.records_acked if host.queue is not None else 0,
+            stored=w.backend.store.count_records(self.vin),
             duplicates=stats.duplicates,
             rejected=sum(stats.refused.values()),
             commands_rejected=sum(
@@ -367,7 +289,7 @@ class FullWorld:
 
     def backend(self) -> dict[str, Any]:
         """What the store holds for this van against what the TCU produced, epoch by epoch."""
-        store = self.world.store
+        store = self.world.backend.store
         epochs = set(self.produced) | {p.epoch for p in store.progress() if p.vin == self.vin}
         kinds: Counter[str] = Counter(dict.fromkeys(KIND_CODES, 0))
         records = duplicates = gaps = missing = unexpected = 0
@@ -389,11 +311,11 @@ class FullWorld:
             "gaps": gaps,
             "kinds": dict(kinds),
             "missing": missing,
-            "received_twice": self.world.ingest.stats().duplicates,
+            "received_twice": self.world.backend.ingest.stats().duplicates,
         }
 
     def registration(self, now: float) -> dict[str, Any]:
-        link = self.world.link
+        link = self.transport.link
         if not isinstance(link, Link):
             return {"state": "registered_home", "plmn": None, "roaming": False}
         link.advance(max(now, link.t))
@@ -408,7 +330,7 @@ class FullWorld:
 
     def roaming(self) -> dict[str, Any]:
         """Bytes carried by roaming networks: the connected service's, billed to the service."""
-        summary = self.world.link.summary()
+        summary = self.transport.link.summary()
         by_plmn: Mapping[str, Mapping[str, Any]] = summary.get("bytes_by_plmn", {})
         roamed = sum(u["up"] + u["down"] for u in by_plmn.values() if u.get("roaming"))
         billed = summary.get("bytes_billed", {}).get("service", {"up": 0, "down": 0})
@@ -419,10 +341,10 @@ class FullWorld:
         }
 
     def verdicts(self) -> list[Verdict]:
-        return [v for b in self.boots for v in b.tcu.services.verdicts]
+        return [v for b in self.boots for v in b.services.verdicts]
 
     def transitions(self) -> list[tuple[int, Transition]]:
-        return [(i, t) for i, b in enumerate(self.boots) for t in b.tcu.services.transitions]
+        return [(i, t) for i, b in enumerate(self.boots) for t in b.services.transitions]
 
     # -- observations ---------------------------------------------------------------------
 
@@ -448,7 +370,9 @@ class FullWorld:
             codes = mine[-1].get("reasons") if mine else None
             reason = codes[0] if isinstance(codes, list) and codes else None
         statuses = [
-            st for st in self.world.store.statuses(self.vin) if st.command_id == s.command_id
+            st
+            for st in self.world.backend.store.statuses(self.vin)
+            if st.command_id == s.command_id
         ]
         return check(
             expectation,
@@ -474,19 +398,19 @@ class FullWorld:
         self.world.driver.schedule(now, _Overrides(self, {}, paths))
 
     def _command(self, action: str, spec: CommandSpec, now: float) -> None:
-        w = self.world
-        epoch = w.vehicle.origin_epoch + now
+        commands = self.world.backend.commands
+        epoch = self.world.vehicle.origin_epoch + now
         try:
             if action == "command":
-                signed = w.commands.build(self.vin, spec.name, spec.argument, now_epoch=epoch)
+                signed = commands.build(self.vin, spec.name, spec.argument, now_epoch=epoch)
                 if spec.command_id is not None:
                     renamed = dataclasses.replace(signed.downlink, command_id=spec.command_id)
-                    signed = w.commands.sign(renamed)
+                    signed = commands.sign(renamed)
                 self._genuine[spec.name] = signed
             elif action == "forged_command":
-                signed = forge(w.commands, self.vin, spec.name, spec.argument, now_epoch=epoch)
+                signed = forge(commands, self.vin, spec.name, spec.argument, now_epoch=epoch)
             elif action == "expired_command":
-                signed = expired(w.commands, self.vin, spec.name, spec.argument, now_epoch=epoch)
+                signed = expired(commands, self.vin, spec.name, spec.argument, now_epoch=epoch)
             else:
                 signed = replayed(self._genuine[spec.name])
         except (CloudError, ValueError) as e:
@@ -500,64 +424,64 @@ class FullWorld:
                 t=now,
             )
         )
-        w.deliver_downlink(signed.payload, now)
+        self.transport.deliver_downlink(signed.payload, now)
+
+    def _broker(self, up: bool, now: float) -> None:
+        if self.relay is not None and up != self.transport.broker_up:
+            (self.relay.up if up else self.relay.down)()
+        self.transport.set_broker(up, now)
 
     def _power_off(self, now: float) -> None:
-        w = self.world
-        self.off = True
-        w.driver.core = _PoweredOff(reference_setup().mapping)
-        w.link_event(PowerOff(), now)
+        self.world.power_off(now)
+        self.transport.link_event(PowerOff(), now)
 
     def _boot(self, now: float) -> list[Action]:
-        w = self.world
-        w.power_cycle(now)
-        self.off = False
-        self._adopt_boot()
-        w.link_event(PowerOn(), now)
+        self.world.power_on(now)
+        self.transport.link_event(PowerOn(), now)
         if not self.overrides:
             return []
-        state = w.core.state
+        core = self.host.core
         for path, value in self.overrides.items():
-            state.override(path, value)
-        actions: list[Action] = w.core.signals_changed(list(self.overrides), now)
+            core.state.override(path, value)
+        actions: list[Action] = core.signals_changed(list(self.overrides), now)
         return actions
 
-    # -- plumbing -------------------------------------------------------------------------
+    # -- what the host tells ---------------------------------------------------------------
 
-    def _adopt_boot(self) -> None:
-        w = self.world
-        tcu = w.tcu
-        if tcu.telemetry is not None:
-            tcu.telemetry.inner = [_ServicesTap(p, self._emitted) for p in tcu.telemetry.inner]
-        if tcu.downlink is not None:
-            parts = tcu.core.parts
-            parts[parts.index(tcu.downlink)] = _DownlinkTap(tcu.downlink, self._handled)
-        self.boots.append(_Boot(tcu=tcu, queue=w.queue, downlink=tcu.downlink))
+    def _emitted(self, emit: Emit, now: float) -> None:
+        if emit.kind == "command_result":
+            self.results.append(dict(emit.body))
+        elif emit.kind == "alarm":
+            self.alarms += 1
+        elif emit.kind == DOWNLINK_EMIT:
+            for s in self.sent:
+                if s.handled_at is None and s.payload == emit.body["payload"]:
+                    s.handled_at = now
+                    s.refused = emit.body["refused"]
+                    return
 
-    def _emitted(self, actions: list[Action]) -> None:
-        for a in actions:
-            if isinstance(a, Emit):
-                if a.kind == "command_result":
-                    self.results.append(dict(a.body))
-                elif a.kind == "alarm":
-                    self.alarms += 1
 
-    def _handled(self, payload: bytes, refused: str | None, now: float) -> None:
-        for s in self.sent:
-            if s.handled_at is None and s.payload == payload:
-                s.handled_at = now
-                s.refused = refused
-                return
+class _Observer(Sink):
+    """The scenario world's ears on the host."""
 
-    def _on_action(self, action: Action, now: float) -> None:
-        if isinstance(action, StoreRecords):
-            produced = self.produced
-            for r in action.records:
-                if r.seq > produced.get(r.epoch, 0):
-                    produced[r.epoch] = r.seq
-        elif isinstance(action, Log) and action.text.startswith(UNHANDLED):
-            self.unhandled += 1
-        self.world.on_action(action, now)
+    def __init__(self, world: ScenarioWorld) -> None:
+        self.world = world
+
+    def booted(self, tcu: Tcu, now: float) -> None:
+        self.world.boots.append(tcu)
+
+    def stored(self, records: tuple[Any, ...], dropped: dict[str, int], now: float) -> None:
+        produced = self.world.produced
+        for r in records:
+            if r.seq > produced.get(r.epoch, 0):
+                produced[r.epoch] = r.seq
+
+    def emitted(self, emit: Emit, now: float) -> None:
+        self.world._emitted(emit, now)
+
+    def logged(self, level: str, text: str, now: float) -> None:
+        if text.startswith(UNHANDLED):
+            self.world.unhandled += 1
 
 
 class _Overrides:
@@ -565,13 +489,16 @@ class _Overrides:
 
     __slots__ = ("owner", "release", "values")
 
-    def __init__(self, owner: FullWorld, values: dict[str, Any], release: tuple[str, ...]) -> None:
+    def __init__(
+        self, owner: ScenarioWorld, values: dict[str, Any], release: tuple[str, ...]
+    ) -> None:
         self.owner, self.values, self.release = owner, values, release
 
     def __call__(self, now: float) -> list[Action]:
-        if self.owner.off:
+        host = self.owner.host
+        if host.off:
             return []  # the TCU is off: the bus's values are applied when it boots
-        core = self.owner.world.core
+        core = host.core
         state = core.state
         for path in self.release:
             state.release(path)

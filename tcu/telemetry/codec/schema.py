@@ -26,7 +26,7 @@ from typing import Any, Final, TypeVar
 import cbor2
 
 from tcu.errors import DecodeError
-from tcu.telemetry.cbor_strict import (
+from tcu.telemetry.codec.cbor_strict import (
     loads_strict,
     require_array,
     require_int,
@@ -41,7 +41,7 @@ from tcu.telemetry.records import (
     check_signal_value,
     is_vin,
 )
-from tcu.vehicle.catalogue import Value
+from tcu.vehicle.catalogue import COMMAND_NAMES, Value
 
 __all__ = [
     "DOWNLINK_NAMES",
@@ -74,17 +74,7 @@ MAX_TEXT: Final = 64
 MAX_DROP_KINDS: Final = 32
 UINT_MAX: Final = 2**64 - 1
 
-DOWNLINK_NAMES: Final = (
-    "activate",
-    "deactivate",
-    "lock",
-    "unlock",
-    "start_charging",
-    "stop_charging",
-    "start_preconditioning",
-    "stop_preconditioning",
-    "set_departure",
-)
+DOWNLINK_NAMES: Final = ("activate", "deactivate", *COMMAND_NAMES)
 OUTCOMES: Final = ("accepted", "refused", "completed", "failed")
 REFUSAL_REASONS: Final = (
     "bad_signature",

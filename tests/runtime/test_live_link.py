@@ -16,11 +16,11 @@ from tcu.bench.vehicle_sim import SimDriver, VehicleSim
 from tcu.can.encoder import FrameEncoder
 from tcu.can.setup import load_bus_setup
 from tcu.cli.main import main
-from tcu.link.model import LinkConfig
+from tcu.link.sim import LinkConfig
 from tcu.runtime.bus import resolve_bus
 from tcu.runtime.live import LiveOptions, LiveSession
 from tcu.runtime.mqtt import BrokerURL
-from tcu.telemetry.identity import provision
+from tcu.telemetry.storage.identity import provision
 from tcu.vehicle import catalogue as c
 from tests.helpers import until
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from tcu.errors import ConfigError
-from tcu.telemetry.cose import (
+from tcu.telemetry.codec.cose import (
     SigningKey,
     VerifyKey,
     generate_key,
@@ -31,6 +31,7 @@ from tcu.telemetry.cose import (
     sign1,
 )
 from tcu.telemetry.records import is_vin
+from tcu.telemetry.storage.certificate import read_bounded
 
 VEHICLE_KEY: Final = "vehicle.key"
 VEHICLE_PUB: Final = "vehicle.pub"
@@ -150,14 +151,7 @@ def _remove(path: Path) -> None:
 
 
 def _read(path: Path) -> bytes:
-    try:
-        with path.open("rb") as file:
-            data = file.read(MAX_SMALL_FILE + 1)
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}; run tcu provision") from None
-    if len(data) > MAX_SMALL_FILE:
-        raise ConfigError(f"{path} is larger than {MAX_SMALL_FILE} bytes")
-    return data
+    return read_bounded(path, MAX_SMALL_FILE, hint="; run tcu provision")
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Carrying the virtual world's messages across a real MQTT broker.
 
-Theory of operation. The virtual world (``tcu.runtime.world``) moves telemetry, acks,
+Theory of operation. The in-memory world (``tcu.compose.memory``) moves telemetry, acks,
 status replies and commands between the TCU and the backend on the vehicle clock. With a
 ``BrokerRelay`` attached, every one of those messages really crosses a broker (amqtt
 embedded in a background thread, or a Mosquitto process): the TCU's client

@@ -32,8 +32,8 @@ from tcu.runtime.backoff import Backoff
 from tcu.runtime.bus import BusSpec
 from tcu.runtime.live import LiveOptions, LiveReport, LiveSession
 from tcu.runtime.mqtt import BrokerURL
-from tcu.telemetry.identity import provision
-from tcu.telemetry.outbox import Outbox
+from tcu.telemetry.storage.identity import provision
+from tcu.telemetry.storage.outbox import Outbox
 from tcu.vehicle import catalogue as c
 from tests.helpers import until
 
@@ -174,7 +174,7 @@ async def test_an_unplugged_adapter_is_reopened_and_the_outbox_is_intact(
     task = asyncio.create_task(session.run())
     try:
         await knows_the_van(session)
-        await until("records in the outbox", lambda: session.records_stored > 0)
+        await until("records in the outbox", lambda: session.host.counts.records_produced > 0)
         bench.adapter.unplug()
         await until("the fault to be seen", lambda: driver.health.adapter_lost == 1)
         await until("a failed reopen", lambda: driver.health.open_failures >= 1)

@@ -507,6 +507,11 @@ class Link:
             loss=loss,
         )
 
+    @property
+    def country(self) -> str | None:
+        """The country the van is in, as the model last placed it."""
+        return self._country
+
     def batch_window(self, now: float) -> float:
         """Seconds of records to gather before the next send (the policy's answer)."""
         return self.policy.window(self.snapshot(now))

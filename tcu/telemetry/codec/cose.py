@@ -48,7 +48,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 )
 
 from tcu.errors import ConfigError, DecodeError, VerificationError
-from tcu.telemetry.cbor_strict import DEFAULT_MAX_SIZE, loads_strict
+from tcu.telemetry.codec.cbor_strict import DEFAULT_MAX_SIZE, loads_strict
 
 __all__ = [
     "ALG_EDDSA",

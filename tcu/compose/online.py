@@ -1,14 +1,15 @@
 """Replays through a real MQTT broker: the TCU's telemetry on a socket, acks back.
 
-Theory of operation. The same TCU as everywhere (``build_tcu``) is fed by the replay
-driver in chunks of frames, in virtual time, as fast as the uplink keeps up; between
-chunks the event loop runs the aiomqtt uplink (``TelemetryUplink``), which publishes
-the outbox and hands acks and downlinks back, and those are handed to the core at the
-current vehicle time. Each trace is one boot of the TCU (a new epoch); the outbox and
-the uplink stay. With no broker given, amqtt runs embedded in the same event loop; with
-no external backend, the cloud stub runs in the same loop too, on the vehicle clock, so
-its signed commands are fresh for the TCU. At the end the uplink drains: the summary
-tells what was produced, sent, stored by the backend, refused and lost.
+Theory of operation. The same host as everywhere (``tcu.runtime.host.Host``) is fed by
+the replay driver in chunks of frames, in virtual time, as fast as the uplink keeps up;
+its transport is the aiomqtt uplink (``TelemetryUplink``), which runs between chunks,
+publishes the outbox and hands acks and downlinks to the host at the current vehicle
+time. Each trace is one boot of the TCU (a new epoch) on its own virtual clock; the
+outbox, the uplink queue and the MQTT session stay. With no broker given, amqtt runs
+embedded in the same event loop; with no external backend, the cloud stub runs in the
+same loop too, on the vehicle clock, so its signed commands are fresh for the TCU. At
+the end the uplink drains: the summary tells what was produced, sent, stored by the
+backend, refused and lost.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import itertools
 import logging
 import socket
 import tempfile
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,16 +32,17 @@ from cloud_stub.errors import CloudError
 from cloud_stub.service import Backend, TlsFiles
 from tcu.can.setup import load_bus_setup
 from tcu.can.sources import open_trace
+from tcu.compose.replay import is_epoch
 from tcu.errors import ConfigError, TcuError
-from tcu.events import Action, Dispatch, Log, Publish, SendFrame, StoreRecords
+from tcu.events import Command
 from tcu.output import shown_path
-from tcu.runtime.assembly import Tcu, build_tcu
+from tcu.runtime.host import Host, Sink
 from tcu.runtime.mqtt import BrokerURL, TelemetryUplink
 from tcu.runtime.replay import ReplayDriver
-from tcu.runtime.session import DEFAULT_VIN, is_epoch
-from tcu.services import VehicleConfig
-from tcu.telemetry.identity import VehicleIdentity, load_identity, provision
-from tcu.telemetry.outbox import Outbox, Synchronous
+from tcu.services import DEFAULT_VIN, VehicleConfig
+from tcu.telemetry.storage.identity import VehicleIdentity, load_identity, provision
+from tcu.telemetry.storage.outbox import Outbox
+from tcu.telemetry.storage.sqlite import Synchronous
 
 CHUNK = 2048
 HIGH_WATER = 4000
@@ -59,6 +61,13 @@ class OnlineOptions:
     mapping: str | None = None
     drain_timeout_s: float = 120.0
     protocol: str = "auto"
+    commands: tuple[tuple[float, Command], ...] = ()
+    """Commands injected at a vehicle time of the first trace, as ``--command`` does."""
+    sinks: tuple[Sink, ...] = ()
+    """Observers of the host (``tcu.runtime.host.Sink``)."""
+    activation_wait_s: float = 5.0
+    backend_tls: TlsFiles | None = None  # the backend's own client certificate (mutual TLS)
+    synchronous: Synchronous | None = None  # the outbox's; default FULL with a workdir
 
 
 @dataclass(slots=True)
@@ -69,6 +78,7 @@ class TraceResult:
     epoch: int = 0
     verdicts: Counter[str] = field(default_factory=Counter)
     records: int = 0
+    active: bool = False
 
 
 @dataclass(slots=True)
@@ -88,6 +98,7 @@ class OnlineReport:
     wall_s: float = 0.0
     logs: list[str] = field(default_factory=list)
     uplink: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def lost(self) -> int | None:
@@ -122,6 +133,7 @@ class OnlineReport:
             "drained": self.drained,
             "wall_s": round(self.wall_s, 3),
             "uplink": self.uplink,
+            "warnings": self.warnings,
         }
 
 
@@ -132,9 +144,8 @@ class OnlineReplay:
         self.setup = load_bus_setup(opts.dbc, opts.mapping)
         for trace in opts.traces:
             open_trace(trace)  # a missing file or unknown format fails before anything starts
-        self.events: deque[Any] = deque()
         self.driver: ReplayDriver | None = None
-        self.tcu: Tcu | None = None
+        self.host: Host | None = None
         self.origin = 0.0
         self.backend: Backend | None = None
 
@@ -161,16 +172,15 @@ class OnlineReplay:
             if self.opts.broker is None and protocol == "auto":
                 protocol = "3.1.1"  # amqtt speaks MQTT 3.1.1 only
             identity = await self._identity(stack, workdir, broker)
-            durable: Synchronous = "FULL" if self.opts.workdir is not None else "NORMAL"
+            durable: Synchronous = self.opts.synchronous or (
+                "FULL" if self.opts.workdir is not None else "NORMAL"
+            )
             outbox = Outbox(workdir / "outbox.sqlite", synchronous=durable)
             stack.callback(outbox.close)
             uplink = TelemetryUplink(
-                outbox,
-                identity,
+                identity.vin,
                 broker,
                 protocol=protocol,  # type: ignore[arg-type]
-                on_event=self.events.append,
-                clock=lambda: self.driver.now if self.driver is not None else 0.0,
             )
             task = asyncio.create_task(uplink.run(), name="tcu-uplink")
 
@@ -189,9 +199,15 @@ class OnlineReplay:
                 result = await self._replay_one(trace, vehicle, outbox, identity, uplink, n == 0)
                 report.traces.append(result)
                 report.records_produced += result.records
+            if not any(t.active or t.records for t in report.traces):
+                report.warnings.append(
+                    f"service never active: the backend did not activate {identity.vin},"
+                    " so no telemetry was sent (cloud-stub activate"
+                    f" {identity.vin} --broker {broker.url}; --workdir keeps the TCU's"
+                    " service state from one replay to the next)"
+                )
             self.say("waiting for the backend to acknowledge every record")
             report.drained = await uplink.drain(self.opts.drain_timeout_s)
-            self._feed_events()
             report.outbox_depth = outbox.depth()
             stats = uplink.stats
             report.messages_sent = stats.batches
@@ -216,8 +232,8 @@ class OnlineReplay:
                     "backend (tcu provision --vin VIN --backend-data DIR)"
                 )
             return load_identity(self.opts.keystore)
-        tls = None
-        if broker.tls:
+        tls = self.opts.backend_tls
+        if broker.tls and tls is None:
             tls = TlsFiles(
                 cafile=str(broker.ca) if broker.ca else None,
                 certfile=str(broker.cert) if broker.cert else None,
@@ -255,40 +271,42 @@ class OnlineReplay:
         frames = iter(source)
         first = next(frames, None)
         self.origin = first.timestamp if first is not None and is_epoch(first.timestamp) else 0.0
-        self.driver = None
-        tcu = build_tcu(
-            self.setup,
-            dataclasses.replace(vehicle, origin_epoch=self.origin),
-            outbox=outbox,
-            identity=identity,
-        )
-        self.tcu = tcu
-        result = TraceResult(trace=str(trace), epoch=tcu.epoch)
-        produced = [0]
-
-        def on_action(action: Action, now: float) -> None:
-            if isinstance(action, StoreRecords):
-                outbox.append(action.records)
-                if tcu.telemetry is not None:
-                    tcu.telemetry.forget_dropped(outbox.last_dropped)
-                produced[0] += len(action.records)
-                uplink.notify()
-            elif isinstance(action, Publish):
-                uplink.publish(action)
-            elif isinstance(action, Dispatch):
-                driver.schedule(now, action.event)
-            elif isinstance(action, SendFrame):
-                pass
-            elif isinstance(action, Log):
-                LOG.info("t=%.3f %s", now, action.text)
-
-        driver = ReplayDriver(tcu.core, (), on_action=on_action)
+        booted = dataclasses.replace(vehicle, origin_epoch=self.origin)
+        driver = ReplayDriver()
+        host = self.host
+        if host is None:
+            host = Host(
+                self.setup,
+                booted,
+                clock=driver,
+                transport=uplink,
+                outbox=outbox,
+                identity=identity,
+                sinks=self.opts.sinks,
+            )
+            self.host = host
+        else:
+            host.clock = driver
+            host.boot(0.0, vehicle=booted)
+        driver.drive(host)
         self.driver = driver
+        if first_boot:
+            for t, command in self.opts.commands:
+                driver.schedule(t, command)
+        tcu = host.tcu
+        result = TraceResult(trace=str(trace), epoch=tcu.epoch)
+        produced = host.counts.records_produced
         if first_boot and self.backend is not None:
             await self.backend.activate(identity.vin)
             self.say("backend sent a signed activation; waiting for the TCU to accept it")
             await self._until(lambda: bool(tcu.telemetry and tcu.telemetry.active), 15.0)
             self.say("service active: the TCU starts sending")
+        elif first_boot and tcu.telemetry is not None and not tcu.telemetry.active:
+            # a command that waited for this TCU arrives as it subscribes (cloud_stub.mailbox)
+            wait = self.opts.activation_wait_s
+            self.say(f"service not active: waiting up to {wait:g} s for the backend's activation")
+            if await self._until(lambda: bool(tcu.telemetry and tcu.telemetry.active), wait, False):
+                self.say("service active: the TCU starts sending")
         self.say(f"replaying {shown_path(trace)}")
         chunks = itertools.chain([first], frames) if first is not None else frames
         while True:
@@ -296,35 +314,34 @@ class OnlineReplay:
             if not chunk:
                 break
             more = driver.feed(chunk)
-            self._feed_events()
             await asyncio.sleep(0)
             while outbox.depth() > HIGH_WATER:
                 await asyncio.sleep(0.01)
-                self._feed_events()
             if not more:
                 break
         stats = driver.finish()
-        self._feed_events()
+        for line in host.logs:
+            LOG.info("%s", line)
+        host.logs.clear()
         result.frames = tcu.core.counts.frames
         result.vehicle_time_s = stats.vehicle_time_s
-        result.records = produced[0]
+        result.records = host.counts.records_produced - produced
         result.verdicts = Counter(v.outcome for v in tcu.services.verdicts)
+        result.active = bool(tcu.telemetry and tcu.telemetry.active)
         return result
 
-    def _feed_events(self) -> None:
-        driver = self.driver
-        while self.events and driver is not None:
-            driver.schedule(driver.now, self.events.popleft())
-            driver.advance(driver.now)
-
-    async def _until(self, condition: Callable[[], bool], timeout: float) -> None:
+    async def _until(
+        self, condition: Callable[[], bool], timeout: float, required: bool = True
+    ) -> bool:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while not condition():
-            self._feed_events()
             if loop.time() > deadline:
+                if not required:
+                    return False
                 raise TcuError(f"timed out after {timeout:g} s waiting for the service activation")
             await asyncio.sleep(0.02)
+        return True
 
 
 async def _reachable(broker: BrokerURL) -> None:

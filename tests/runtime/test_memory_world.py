@@ -10,9 +10,9 @@ import pytest
 from tcu.can.setup import TRACES, load_bus_setup
 from tcu.can.sources import open_trace
 from tcu.cli.main import main
-from tcu.link.model import LinkConfig
-from tcu.runtime.session import DEFAULT_VIN, ReplayOptions, replay_file
-from tcu.runtime.world import World
+from tcu.compose.memory import MemoryWorld as World
+from tcu.compose.replay import DEFAULT_VIN, ReplayOptions, replay_file
+from tcu.link.sim import LinkConfig
 from tcu.services import VehicleConfig
 from tcu.telemetry.policy import TelemetryConfig
 
@@ -68,9 +68,11 @@ def test_drops_at_the_outbox_cap_are_counted_and_never_stall_the_ack(tmp_path: P
         assert dropped > 0
         stored = s["backend"]["records_stored"]
         assert stored + dropped == s["telemetry"]["records_produced"]
-        assert world.store.released(DEFAULT_VIN) == dropped
-        assert world.store.acked(DEFAULT_VIN, world.tcu.epoch) == world.tcu.telemetry.seq  # type: ignore[union-attr]
-        assert sum(world.store.drops(DEFAULT_VIN).values()) == dropped  # reported in telemetry
+        store, telemetry = world.backend.store, world.host.tcu.telemetry
+        assert telemetry is not None
+        assert store.released(DEFAULT_VIN) == dropped
+        assert store.acked(DEFAULT_VIN, world.host.epoch) == telemetry.seq
+        assert sum(store.drops(DEFAULT_VIN).values()) == dropped  # reported in telemetry
     finally:
         world.close()
 
@@ -83,6 +85,10 @@ def test_an_inactive_service_sends_nothing(tmp_path: Path) -> None:
     assert t["records_produced"] == 0 and t["batches_sent"] == 0 and t["bytes_up"] == 0
     assert report.extra["backend"]["records_stored"] == 0
     assert len(report.extra["verdicts"]) == 4  # the services still run
+    assert [w for w in report.warnings if w.startswith("service never active")] == [
+        f"service never active: the backend did not activate {DEFAULT_VIN},"
+        " so no telemetry was recorded"
+    ]
 
 
 @pytest.mark.parametrize("name", ["depot_night.blf", "city_delivery.blf", "cross_border.log"])
@@ -92,3 +98,4 @@ def test_reference_traces_arrive_complete(name: str) -> None:
     assert t["records_produced"] > 10
     assert b["records_stored"] == t["records_produced"]
     assert b["duplicates"] == 0 and b["refused"] == {} and t["lost"] == 0
+    assert not [w for w in report.warnings if w.startswith("service never active")]

@@ -1,4 +1,4 @@
-"""FullWorld: the shipped suite through TCU, SIM link and backend; every check can fail."""
+"""ScenarioWorld: the shipped suite through TCU, SIM link and backend; every check can fail."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from tcu.can.sources import open_trace
-from tcu.scenario.full_world import FullWorld
+from tcu.scenario.cases import Case, Expectation, Step
 from tcu.scenario.loader import load_paths, load_text
-from tcu.scenario.model import Case, Expectation, Step
 from tcu.scenario.runner import run_case
+from tcu.scenario.scenario_world import ScenarioWorld
 from tcu.scenario.world import DEFAULT_WORLD, WorldOptions, resolve_factory
 
 REPO = Path(__file__).resolve().parents[2]
@@ -117,9 +117,9 @@ def test_the_shipped_suite_covers_what_it_must() -> None:
         assert ok(shipped(name)), topic
 
 
-def test_the_default_world_is_the_full_world() -> None:
-    assert DEFAULT_WORLD == "tcu.scenario.full_world:FullWorld"
-    assert resolve_factory() is FullWorld
+def test_the_default_world_is_the_scenario_world() -> None:
+    assert DEFAULT_WORLD == "tcu.scenario.scenario_world:ScenarioWorld"
+    assert resolve_factory() is ScenarioWorld
 
 
 # -- every shipped case can fail ----------------------------------------------------------
@@ -180,7 +180,7 @@ def with_last_expectation_wrong(c: Case) -> tuple[Case, Expectation]:
 @pytest.mark.parametrize("c", SHIPPED, ids=[f"{Path(c.file).name}::{c.name}" for c in SHIPPED])
 def test_each_shipped_case_fails_when_its_last_expectation_is_wrong(c: Case) -> None:
     variant, target = with_last_expectation_wrong(c)
-    result = run_case(variant, factory=FullWorld)
+    result = run_case(variant, factory=ScenarioWorld)
     assert result.outcome == "failed", result.render()
     failure = result.failures[-1]
     assert failure.where == str(target.where)
@@ -196,7 +196,7 @@ def test_a_forged_command_expected_to_work_shows_why_it_did_not() -> None:
         "  - at: 10\n    forged_command: unlock\n"
         "    expect:\n      command: {name: unlock, outcome: sent}\n"
     )
-    result = run_case(c, factory=FullWorld)
+    result = run_case(c, factory=ScenarioWorld)
     assert result.outcome == "failed"
     lines = result.render().splitlines()
     assert lines[0] == "scenarios/t.yaml:16:16: expect command: the actual values differ (outcome)"
@@ -205,7 +205,8 @@ def test_a_forged_command_expected_to_work_shows_why_it_did_not() -> None:
     assert ["outcome", "sent", "rejected", "<--", "differs"] in rows
     assert ["sent_as", "(not", "checked)", "forged_command"] in rows
     assert ["reason", "(not", "checked)", "bad_signature"] in rows
-    assert ["backend_status", "(not", "checked)", "refused"] in rows
+    # the refusal names no command: nothing is filed under the forged id cmd-2
+    assert ["backend_status", "(not", "checked)", "null"] in rows
 
 
 def test_records_lost_in_a_dead_zone_would_show_in_the_backend_diff() -> None:
@@ -218,7 +219,7 @@ def test_records_lost_in_a_dead_zone_would_show_in_the_backend_diff() -> None:
         "  - at: 600\n"
         "    expect:\n      backend: {complete: true}\n"
     )
-    result = run_case(c, factory=FullWorld)
+    result = run_case(c, factory=ScenarioWorld)
     text = result.render()
     assert result.outcome == "failed"
     assert "expect backend: the actual values differ (complete)" in text
@@ -233,7 +234,7 @@ def test_a_heartbeat_it_cannot_send_fails_the_case() -> None:
         "name: heartbeat\nvehicle: {reporting: {heartbeat_period_s: 60}}\n"
         "steps:\n  - at: 5\n    expect: {counters: {records: 0}}\n"
     )
-    result = run_case(c, factory=FullWorld)
+    result = run_case(c, factory=ScenarioWorld)
     assert result.outcome == "failed"
     assert "not supported by this world: vehicle.reporting.heartbeat_period_s" in (
         result.failures[0].message
@@ -241,16 +242,16 @@ def test_a_heartbeat_it_cannot_send_fails_the_case() -> None:
 
 
 def test_each_case_gets_a_work_dir_that_close_removes() -> None:
-    world = FullWorld(shipped("link.yaml::dead zone"), WorldOptions())
+    world = ScenarioWorld(shipped("link.yaml::dead zone"), WorldOptions())
     workdir = world.workdir
     assert (workdir / "outbox.sqlite").exists()
     world.close()
     assert not workdir.exists()
 
 
-def drive(c: Case, until: float | None = None) -> FullWorld:
+def drive(c: Case, until: float | None = None) -> ScenarioWorld:
     """Run ``c``'s steps without checking them; the caller closes the world."""
-    world = FullWorld(c, WorldOptions())
+    world = ScenarioWorld(c, WorldOptions())
     try:
         for step in c.steps:
             world.advance(step.at)
@@ -268,12 +269,12 @@ def drive(c: Case, until: float | None = None) -> FullWorld:
 def test_deactivation_stops_transmission_once_the_last_record_is_stored() -> None:
     world = drive(shipped("activation.yaml::activation then deactivation"))
     try:
-        assert not world.world.registry.is_active(world.vin)
+        assert not world.world.backend.registry.is_active(world.vin)
         published = world.counters()["published"]
         world.advance(world.world.now + 3600)
         assert world.counters()["published"] == published
         assert world.backend()["complete"] is True
-        assert world.world.ingest.stats().refused == {}
+        assert world.world.backend.ingest.stats().refused == {}
     finally:
         world.close()
 
@@ -287,7 +288,7 @@ def test_a_power_cycle_counts_the_bus_of_both_boots_and_nothing_while_off() -> N
     try:
         counts = world.counters()
         assert len(world.boots) == 2
-        first, second = (b.tcu.core.summary_counts()["frames"] for b in world.boots)
+        first, second = (b.core.summary_counts()["frames"] for b in world.boots)
         assert first > 0 and second > 0
         assert counts["frames"] == first + second
         total = sum(1 for _ in open_trace(REPO / "scenarios" / "traces" / "quiet_bus.blf"))
@@ -309,7 +310,7 @@ def test_the_same_case_gives_the_same_bytes() -> None:
     assert summaries[0] == summaries[1]
 
 
-def test_a_storyline_drives_the_full_world() -> None:
+def test_a_storyline_drives_the_scenario_world() -> None:
     c = case(
         "name: bakery run\nstoryline: {name: city_delivery, seed: 20260114, duration: 40}\n"
         "steps:\n  - at: 0\n    activate: true\n"
@@ -318,6 +319,6 @@ def test_a_storyline_drives_the_full_world() -> None:
         "      backend: {complete: true, kinds: {service: 1, snapshot: 1, change: {min: 1}}}\n"
         "expect_end:\n  counters: {frames: {min: 1000}, bad_frames: 0, dropped: 0}\n"
     )
-    result = run_case(c, factory=FullWorld)
+    result = run_case(c, factory=ScenarioWorld)
     assert result.outcome == "passed", result.render()
     assert result.vehicle_time_s == pytest.approx(40, abs=0.5)

@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import random
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import aiomqtt
@@ -15,14 +16,15 @@ import pytest
 from amqtt.broker import Broker
 
 from tcu.errors import ConfigError
-from tcu.events import Ack, Downlink, Publish
+from tcu.events import Ack, Downlink
 from tcu.runtime.backoff import Backoff
 from tcu.runtime.mqtt import BrokerURL, TelemetryUplink
-from tcu.telemetry.cose import generate_key, key_id, sign1, verify1
-from tcu.telemetry.identity import VehicleIdentity
-from tcu.telemetry.outbox import Outbox
+from tcu.telemetry.codec.cose import generate_key, key_id, sign1, verify1
+from tcu.telemetry.codec.schema import AckMessage, BatchMessage, decode_batch, encode_ack
 from tcu.telemetry.records import Record
-from tcu.telemetry.schema import AckMessage, BatchMessage, decode_batch, encode_ack
+from tcu.telemetry.storage.identity import VehicleIdentity
+from tcu.telemetry.storage.outbox import Outbox
+from tcu.telemetry.uplink import UplinkQueue
 from tcu.vehicle import catalogue as cat
 from tcu.vehicle.catalogue import SIGNAL_IDS
 
@@ -127,16 +129,49 @@ async def running(uplink: TelemetryUplink) -> AsyncIterator[TelemetryUplink]:
         await asyncio.wait_for(task, WAIT)
 
 
+class EventHost:
+    """The host's side of the uplink: its queue, and the events the core would hear."""
+
+    def __init__(self, queue: UplinkQueue, events: list[Any]) -> None:
+        self.queue = queue
+        self.events = events
+        self.clock = SimpleNamespace(now=0.0)
+
+    def receive_ack(self, payload: bytes, now: float) -> bool:
+        ack = self.queue.receive_ack(payload)
+        if ack is not None:
+            self.events.append(ack)
+        return ack is not None
+
+    def receive_downlink(self, payload: bytes, now: float) -> None:
+        self.events.append(Downlink(payload=payload))
+
+
 def uplink_for(
-    outbox: Outbox, identity: VehicleIdentity, port: int, events: list[Any], **kw: Any
+    outbox: Outbox,
+    identity: VehicleIdentity,
+    port: int,
+    events: list[Any],
+    *,
+    clock: Callable[[], float] | None = None,
+    batch_records: int = 256,
+    **kw: Any,
 ) -> TelemetryUplink:
     options: dict[str, Any] = {
         "protocol": "3.1.1",
-        "on_event": events.append,
         "backoff": Backoff(0.05, 0.2, random.Random(7)),
         **kw,
     }
-    return TelemetryUplink(outbox, identity, BrokerURL.parse(f"mqtt://{HOST}:{port}"), **options)
+    uplink = TelemetryUplink(VIN, BrokerURL.parse(f"mqtt://{HOST}:{port}"), **options)
+    queue = UplinkQueue(
+        outbox,
+        identity,
+        batch_records=batch_records,
+        clock_ms=(lambda: clock() * 1000.0) if clock is not None else None,
+        clock=uplink.time,
+    )
+    uplink.attach(EventHost(queue, events))  # type: ignore[arg-type]
+    return uplink
 
 
 async def test_a_batch_is_published_signed_and_the_backend_ack_empties_the_outbox(
@@ -221,12 +256,12 @@ async def test_commands_reach_the_core_and_status_replies_go_out(
         assert await asyncio.wait_for(_until(lambda: events), WAIT)
         assert events == [Downlink(payload=command)]
         reply = identity.sign(b"status bytes")
-        uplink.publish(Publish(topic_suffix="status", payload=reply))
+        uplink.publish("status", reply, 0.0)
         message = await receive(backend)
         assert message.topic.matches(f"vehicles/{VIN}/status")
         assert message.payload == reply
     with pytest.raises(ValueError, match="status"):
-        uplink.publish(Publish(topic_suffix="telemetry", payload=b""))
+        uplink.publish("telemetry", b"", 0.0)
 
 
 async def test_drop_counters_ride_on_the_next_batch_and_clear_with_its_ack(
