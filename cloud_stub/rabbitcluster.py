@@ -40,6 +40,7 @@ _USER: Final = "rabbitmq"
 _EPMD_PORT: Final = 4369
 _BOOT_TIMEOUT_S: Final = 120
 _CTL_TIMEOUT_S: Final = 60
+_BOOT_ATTEMPTS: Final = 3
 _LIB_BIN: Final = Path("/usr/lib/rabbitmq/bin")
 
 
@@ -101,6 +102,17 @@ class RabbitCluster(ManagedServer):
         return [node.mqtt_address for node in self.nodes]
 
     def start(self) -> None:
+        """Boot and join the nodes; again on new ports if one was taken before a node bound it."""
+        for attempt in range(_BOOT_ATTEMPTS):
+            try:
+                self._boot()
+                return
+            except BrokerError as exc:
+                self.stop()
+                if attempt == _BOOT_ATTEMPTS - 1 or "eaddrinuse" not in str(exc):
+                    raise
+
+    def _boot(self) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="tcu-rabbit-"))
         self._started_epmd = not _listening(_EPMD_PORT)
         cookie = self.folder / ".erlang.cookie"
@@ -259,6 +271,7 @@ class RabbitCluster(ManagedServer):
         if self.nodes:
             with ThreadPoolExecutor(len(self.nodes)) as pool:
                 list(pool.map(self._stop_node, self.nodes))
+        self.nodes = []
         if self._started_epmd:
             epmd = shutil.which("epmd") or "/usr/lib/erlang/bin/epmd"
             with contextlib.suppress(OSError, subprocess.TimeoutExpired):
