@@ -51,7 +51,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -460,16 +460,17 @@ async def receive(args: argparse.Namespace) -> None:
     times: dict[str, float] = {}
     if args.receive == "backend":
         async with Backend(args.broker, args.data, backoff=(0.05, 0.5)) as backend:
-            add_batch = backend.store.add_batch
+            add_batches = backend.store.add_batches
 
-            def timed(batch: BatchMessage) -> BatchResult:
-                result = add_batch(batch)
+            def timed(batches: Sequence[BatchMessage]) -> list[BatchResult]:
+                results = add_batches(batches)  # one group, one commit
                 now = time.monotonic()
-                for record in batch.records:
-                    times.setdefault(f"{batch.epoch}:{record.seq}", now)
-                return result
+                for batch in batches:
+                    for record in batch.records:
+                        times.setdefault(f"{batch.epoch}:{record.seq}", now)
+                return results
 
-            backend.store.add_batch = timed  # type: ignore[method-assign]
+            backend.store.add_batches = timed  # type: ignore[method-assign]
             if args.freeze:
                 gc.freeze()
             print("ready", flush=True)

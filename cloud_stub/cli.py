@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import signal
@@ -22,7 +23,7 @@ from typing import Any, Final
 from cloud_stub.broker import LOOPBACK, MOSQUITTO_ACL, EmbeddedBroker, parse_broker_url
 from cloud_stub.ca import FleetCA
 from cloud_stub.commands import CommandBuilder
-from cloud_stub.errors import CloudError
+from cloud_stub.errors import BrokerError, CloudError
 from cloud_stub.ingest import DEFAULT_PREFIX
 from cloud_stub.keys import backend_public_key_pem, load_backend_key
 from cloud_stub.mailbox import MAILBOX_FILE, Mailbox
@@ -37,8 +38,20 @@ from cloud_stub.service import (
     TlsFiles,
     publish_once,
     read_stats,
+    write_json_atomic,
 )
-from cloud_stub.store import Store
+from cloud_stub.store import open_store
+from cloud_stub.workers import (
+    POOL_FILE,
+    WorkerConfig,
+    WorkerPool,
+    end_sessions,
+    merged_stats,
+    parse_amqp_urls,
+    previous_pool,
+    raise_fd_limit,
+    worker_client_id,
+)
 from tcu import __version__, validate
 from tcu.cli.main import Parser, add_verbosity_arguments
 from tcu.errors import TcuError
@@ -61,12 +74,24 @@ def _common() -> argparse.ArgumentParser:
     return common
 
 
-def _broker_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
+def _serve_broker(text: str) -> str:
+    """``serve --broker``: an MQTT URL, or RabbitMQ nodes as ``amqp://...[,amqp://...]``."""
+    if text.startswith("amqp"):
+        try:
+            parse_amqp_urls(text)
+        except BrokerError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return text
+    return validate.broker_url(text)
+
+
+def _broker_options(parser: argparse.ArgumentParser, *, required: bool, amqp: bool = False) -> None:
     parser.add_argument(
         "--broker",
         required=required,
-        type=validate.broker_url,
-        help="mqtt://HOST:PORT or mqtts://HOST:PORT",
+        type=_serve_broker if amqp else validate.broker_url,
+        help="mqtt://HOST:PORT or mqtts://HOST:PORT"
+        + (", or amqp://NODE[,amqp://NODE...] (RabbitMQ)" if amqp else ""),
     )
     # the TLS options are spelt as tcu spells them; --cafile/--certfile/--keyfile still work
     for name, alias, text in (
@@ -76,6 +101,21 @@ def _broker_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
     ):
         parser.add_argument(name, dest=alias[2:], help=text)
         parser.add_argument(alias, dest=alias[2:], help=argparse.SUPPRESS)
+
+
+def _db_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db",
+        metavar="URL",
+        help="the store: postgresql://USER@HOST:PORT/DB (default: DIR/store.sqlite)",
+    )
+
+
+def _checked_db(args: argparse.Namespace) -> str | None:
+    db: str | None = args.db
+    if db is not None and not db.startswith(("postgresql://", "postgres://")):
+        raise CloudError(f"--db {db!r} must be a postgresql:// URL")
+    return db
 
 
 def _tls(args: argparse.Namespace) -> TlsFiles | None:
@@ -99,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = _common()
 
     serve = sub.add_parser("serve", parents=[common], help="run the backend until SIGINT/SIGTERM")
-    _broker_options(serve, required=False)
+    _broker_options(serve, required=False, amqp=True)
     serve.add_argument(
         "--port",
         type=validate.port,
@@ -109,6 +149,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--http", metavar="HOST:PORT", help="serve the fleet portal (API and dashboard) here"
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        metavar="K",
+        help="K ingest processes: MQTT 5 shared subscriptions on --broker mqtt://, or competing"
+        " consumers on --broker amqp://NODE[,amqp://NODE...] (RabbitMQ); default: one, in process",
+    )
+    _db_option(serve)
     serve.set_defaults(handler=_serve)
 
     register = sub.add_parser("register", parents=[common], help="register a vehicle's key")
@@ -134,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     command.set_defaults(handler=_command)
 
     stats = sub.add_parser("stats", parents=[common], help="print stored figures and counters")
+    _db_option(stats)
     stats.set_defaults(handler=_stats)
 
     public = sub.add_parser("public-key", parents=[common], help="print the backend public key")
@@ -188,11 +238,26 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _announce_fd_limit() -> None:
+    before, after = raise_fd_limit()
+    if after != before:
+        print(f"cloud-stub: open files soft limit raised from {before} to {after}", flush=True)
+
+
 async def _serve_async(args: argparse.Namespace) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    db = _checked_db(args)
+    _announce_fd_limit()
+    if args.workers < 0:
+        raise CloudError(f"--workers {args.workers} must be at least 1")
+    if args.workers or str(args.broker or "").startswith("amqp://"):
+        await _serve_workers(args, db, stop)
+        return
+    for stale in args.data.glob("stats.worker-*.json"):
+        stale.unlink()  # a pool's counters, not this backend's
     async with contextlib.AsyncExitStack() as stack:
         url = args.broker
         if url is None:
@@ -200,8 +265,9 @@ async def _serve_async(args: argparse.Namespace) -> None:
                 EmbeddedBroker(host=LOOPBACK, port=args.port)
             )
             url = embedded.url
-        backend = Backend(url, args.data, prefix=args.prefix, tls=_tls(args))
+        backend = Backend(url, args.data, prefix=args.prefix, tls=_tls(args), store=db)
         await stack.enter_async_context(backend)
+        gc.freeze()  # start-up objects out of the collector's full passes (docs/backend.md)
         print(
             f"cloud-stub: serving {backend.address.url}, data {args.data},"
             f" backend kid {backend.backend_key.kid.hex()}",
@@ -215,6 +281,63 @@ async def _serve_async(args: argparse.Namespace) -> None:
             print(f"cloud-stub: fleet portal on {portal.url}", flush=True)
         await stop.wait()
         print(f"cloud-stub: stopping; {json.dumps(backend.stats().as_dict())}", flush=True)
+
+
+async def _serve_workers(args: argparse.Namespace, db: str | None, stop: asyncio.Event) -> None:
+    broker = args.broker
+    if broker is None:
+        raise CloudError(
+            "--workers needs --broker: an MQTT 5 broker (mqtt://, e.g. Mosquitto)"
+            " or RabbitMQ nodes (amqp://...)"
+        )
+    if broker.startswith("amqp://"):
+        parse_amqp_urls(broker)
+        if args.cafile or args.certfile or args.keyfile:
+            raise CloudError("--cafile/--certfile/--keyfile need an mqtts:// broker")
+    else:
+        parse_broker_url(broker)
+    tls = _tls(args)
+    load_backend_key(args.data)  # made once here, not raced by K processes
+    Registry(args.data / REGISTRY_FILE).close()
+    open_store(db or args.data / STORE_FILE).close()
+    configs = [
+        WorkerConfig(
+            broker=broker,
+            data_dir=str(args.data),
+            prefix=args.prefix,
+            store=db,
+            index=index,
+            cafile=tls.cafile if tls else None,
+            certfile=tls.certfile if tls else None,
+            keyfile=tls.keyfile if tls else None,
+        )
+        for index in range(max(args.workers, 1))
+    ]
+    previous = previous_pool(args.data)
+    if previous is not None and previous[0] == broker and not broker.startswith("amqp://"):
+        gone = [worker_client_id(i) for i in range(len(configs), previous[1])]
+        if gone:
+            await end_sessions(broker, gone, tls=tls)
+            print(f"cloud-stub: ended the sessions of {', '.join(gone)}", flush=True)
+    write_json_atomic(args.data / POOL_FILE, {"broker": broker, "workers": len(configs)})
+    pool = WorkerPool(configs)
+    pool.start()
+    try:
+        await pool.wait_ready(timeout=60)
+        print(
+            f"cloud-stub: serving {broker} with {len(configs)} workers, data {args.data},"
+            f" store {db or args.data / STORE_FILE}",
+            flush=True,
+        )
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=0.5)
+            pool.check()
+    finally:
+        pool.stop()
+    stats = merged_stats(args.data) or {}
+    stats["restarts"] = pool.restarts
+    print(f"cloud-stub: stopping; {json.dumps(stats)}", flush=True)
 
 
 def _register(args: argparse.Namespace) -> int:
@@ -316,7 +439,7 @@ def _stats(args: argparse.Namespace) -> int:
             }
             for v in registry.vehicles()
         ]
-    with Store(args.data / STORE_FILE) as store:
+    with open_store(_checked_db(args) or args.data / STORE_FILE) as store:
         report["progress"] = [
             {
                 "vin": p.vin,
@@ -344,7 +467,7 @@ def _stats(args: argparse.Namespace) -> int:
             ]
             for v in report["vehicles"]
         }
-    report["ingest"] = read_stats(args.data)
+    report["ingest"] = merged_stats(args.data) or read_stats(args.data)
     print(json.dumps(report, indent=2))
     return 0
 

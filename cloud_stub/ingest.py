@@ -32,13 +32,17 @@ A telemetry batch that passes is stored (each (vin, epoch, seq) once) and answer
 signed ack carrying the highest contiguous seq of that (vin, epoch) - also when every record
 was a duplicate, so a TCU whose ack was lost learns where it stands. Every refusal is counted
 by reason; the counters and totals are in `stats`.
+
+`receive_many` takes the messages a worker has in hand at once: each walks the gates on its
+own, then the batches that passed are stored in one transaction (`RecordStore.add_batches`,
+group commit) and acknowledged in the order they came.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, cast, get_args
@@ -46,12 +50,13 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, cast, get_args
 from cloud_stub.errors import IngestRefused
 from cloud_stub.keys import BackendKey
 from cloud_stub.registry import Registry, Vehicle
-from cloud_stub.store import Store
+from cloud_stub.store import BatchResult, RecordStore
 from tcu.errors import DecodeError
 from tcu.telemetry.codec.cbor_strict import DEFAULT_MAX_SIZE
 from tcu.telemetry.codec.cose import CoseError, VerifyKey, verify1
 from tcu.telemetry.codec.schema import (
     AckMessage,
+    BatchMessage,
     StatusMessage,
     decode_batch,
     decode_status,
@@ -181,7 +186,7 @@ class Ingest:
     def __init__(
         self,
         registry: Registry,
-        store: Store,
+        store: RecordStore,
         *,
         backend_key: BackendKey,
         prefix: str = DEFAULT_PREFIX,
@@ -215,13 +220,28 @@ class Ingest:
 
     def receive(self, topic: str, payload: bytes) -> list[Reply]:
         """Process one message; returns the messages to publish, or a `Refused`."""
-        self._totals["messages"] += 1
-        try:
-            return self._receive(topic, payload)
-        except IngestRefused as refusal:
-            reason = cast(RefusalReason, refusal.reason)
-            self.refused[reason] += 1
-            return [Refused(topic=topic, reason=reason, detail=refusal.detail)]
+        return self.receive_many([(topic, payload)])[0]
+
+    def receive_many(self, messages: Sequence[tuple[str, bytes]]) -> list[list[Reply]]:
+        """Process messages in order, batches stored in one transaction; replies per message."""
+        replies: list[list[Reply]] = []
+        accepted: list[tuple[int, BatchMessage]] = []
+        for topic, payload in messages:
+            self._totals["messages"] += 1
+            batch: BatchMessage | None = None
+            try:
+                outcome, batch = self._receive(topic, payload)
+            except IngestRefused as refusal:
+                reason = cast(RefusalReason, refusal.reason)
+                self.refused[reason] += 1
+                outcome = [Refused(topic=topic, reason=reason, detail=refusal.detail)]
+            if batch is not None:
+                accepted.append((len(replies), batch))
+            replies.append(outcome)
+        results = self._store.add_batches([batch for _, batch in accepted])
+        for (index, batch), result in zip(accepted, results, strict=True):
+            replies[index].append(self._ack(batch, result))
+        return replies
 
     def stats(self) -> IngestStats:
         totals = self._totals
@@ -238,7 +258,8 @@ class Ingest:
             refused=self.refused,
         )
 
-    def _receive(self, topic: str, payload: bytes) -> list[Reply]:
+    def _receive(self, topic: str, payload: bytes) -> tuple[list[Reply], BatchMessage | None]:
+        """The replies so far, and the batch to store (its ack comes after the group)."""
         if not isinstance(payload, bytes | bytearray):
             raise IngestRefused("malformed_cose", f"payload is {type(payload).__name__}")
         if len(payload) > self._max_payload:
@@ -253,14 +274,14 @@ class Ingest:
             released.extend(self._mailbox.heard(vin, self._clock()))
         try:
             if leaf == "status":
-                return released + self._status(vehicle, content)
-            return released + self._telemetry(vehicle, content)
+                return released + self._status(vehicle, content), None
+            return released, self._telemetry(vehicle, content)
         except IngestRefused as refusal:
             if not released:
                 raise
             reason = cast(RefusalReason, refusal.reason)
             self.refused[reason] += 1
-            return [*released, Refused(topic=topic, reason=reason, detail=refusal.detail)]
+            return [*released, Refused(topic=topic, reason=reason, detail=refusal.detail)], None
 
     def _parse_topic(self, topic: str) -> tuple[str, str]:
         head = f"{self._prefix}/"
@@ -290,7 +311,7 @@ class Ingest:
             key = self._keys[vehicle.public_key_pem] = vehicle.public_key()
         return key
 
-    def _telemetry(self, vehicle: Vehicle, content: bytes) -> list[Reply]:
+    def _telemetry(self, vehicle: Vehicle, content: bytes) -> BatchMessage:
         try:
             batch = decode_batch(content)
             _check_storable(batch.epoch, *(r.seq for r in batch.records))
@@ -301,7 +322,9 @@ class Ingest:
             raise IngestRefused("vin_mismatch", f"payload VIN {batch.vin} on {vehicle.vin}'s topic")
         if not vehicle.active:
             raise IngestRefused("inactive", f"service of {vehicle.vin} is not active")
-        result = self._store.add_batch(batch)
+        return batch
+
+    def _ack(self, batch: BatchMessage, result: BatchResult) -> Publish:
         self._totals.update(
             batches=1,
             records_stored=result.stored,
@@ -310,12 +333,10 @@ class Ingest:
             acks=1,
         )
         ack = AckMessage(vin=batch.vin, epoch=batch.epoch, seq=result.acked)
-        return [
-            Publish(
-                topic=f"{self._prefix}/{batch.vin}/ack",
-                payload=self._backend_key.sign(encode_ack(ack)),
-            )
-        ]
+        return Publish(
+            topic=f"{self._prefix}/{batch.vin}/ack",
+            payload=self._backend_key.sign(encode_ack(ack)),
+        )
 
     def _status(self, vehicle: Vehicle, content: bytes) -> list[Reply]:
         try:

@@ -11,6 +11,16 @@ disconnects cleanly and saves the counters to ``stats.json``, which ``cloud-stub
 reads. The paho client under aiomqtt answers the broker's QoS 1 PUBLISH as soon as it
 arrives: the vehicle learns that its records are safe only from the signed ack.
 
+Group commit: the backend takes the message in hand and every message already waiting in
+the client's queue (up to `_MAX_GROUP`), and gives them to `Ingest.receive_many`, which
+stores their batches in one transaction. Idle, a group is one message and adds no wait;
+busy, the queue fills while a group commits and the next group is larger.
+
+One of several workers (``shared_group``): the client speaks MQTT 5 with a session that
+outlives the connection (``clean_start`` false, session expiry `_SESSION_EXPIRY_S`) and
+subscribes to ``$share/{group}/...``, so the broker hands each message to one worker of the
+group. The store is given as ``store`` (a path or a ``postgresql://`` URL, `open_store`).
+
 Commands go through the `Mailbox` (``mailbox.sqlite``): a vehicle that has never connected
 gets them when it first subscribes (a retained head, then the queue), one that has gets
 them through its persistent session. A housekeeping task expires waiting commands and
@@ -35,6 +45,8 @@ from types import TracebackType
 from typing import Any, Final, Self
 
 import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from cloud_stub.broker import BrokerUrl, client_tls_context, parse_broker_url
 from cloud_stub.commands import DEFAULT_VALIDITY_S, CommandBuilder, SignedDownlink
@@ -43,7 +55,7 @@ from cloud_stub.ingest import DEFAULT_MAX_PAYLOAD, DEFAULT_PREFIX, Ingest, Inges
 from cloud_stub.keys import load_backend_key
 from cloud_stub.mailbox import MAILBOX_FILE, Mailbox
 from cloud_stub.registry import Registry
-from cloud_stub.store import Store
+from cloud_stub.store import open_store
 
 __all__ = [
     "CLIENT_ID",
@@ -64,6 +76,8 @@ STORE_FILE: Final = "store.sqlite"
 STATS_FILE: Final = "stats.json"
 _STATS_EVERY_S: Final = 1.0
 _MAX_PENDING: Final = 256
+_MAX_GROUP: Final = 256
+_SESSION_EXPIRY_S: Final = 3600
 # paho leaves Nagle on: an ack published right after the PUBACK of a received batch would
 # wait for the broker's delayed TCP ACK (40 ms on Linux) before it leaves.
 _NO_DELAY: Final = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -90,8 +104,23 @@ def _client(
     clean_session: bool,
     tls: TlsFiles | None,
     timeout: float = 10.0,
+    mqtt5: bool = False,
 ) -> aiomqtt.Client:
     context = (tls or TlsFiles()).context() if address.tls else None
+    if mqtt5:
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = 0 if clean_session else _SESSION_EXPIRY_S
+        return aiomqtt.Client(
+            address.host,
+            address.port,
+            identifier=identifier,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            clean_start=clean_session,
+            properties=properties,
+            tls_context=context,
+            timeout=timeout,
+            socket_options=(_NO_DELAY,),
+        )
     return aiomqtt.Client(
         address.host,
         address.port,
@@ -120,6 +149,9 @@ class Backend:
         validity_s: int = DEFAULT_VALIDITY_S,
         backoff: tuple[float, float] = (0.1, 5.0),
         connect_timeout: float = 10.0,
+        store: str | os.PathLike[str] | None = None,
+        shared_group: str | None = None,
+        stats_file: str = STATS_FILE,
     ) -> None:
         self.address = parse_broker_url(broker_url)
         if self.address.tls is False and tls is not None:
@@ -127,7 +159,7 @@ class Backend:
         self.data_dir = Path(data_dir)
         self.backend_key = load_backend_key(self.data_dir)
         self.registry = Registry(self.data_dir / REGISTRY_FILE)
-        self.store = Store(self.data_dir / STORE_FILE)
+        self.store = open_store(self.data_dir / STORE_FILE if store is None else store)
         self.mailbox = Mailbox(self.data_dir / MAILBOX_FILE)
         self.ingest = Ingest(
             self.registry,
@@ -142,6 +174,8 @@ class Backend:
             self.registry, self.backend_key, prefix=prefix, validity_s=validity_s
         )
         self._client_id = client_id
+        self._shared_group = shared_group
+        self._stats_file = stats_file
         self._tls = tls
         self._clock = clock
         self._backoff = backoff
@@ -219,9 +253,10 @@ class Backend:
                     identifier=self._client_id,
                     clean_session=False,
                     tls=self._tls,
+                    mqtt5=self._shared_group is not None,
                 ) as client:
                     client.pending_calls_threshold = _MAX_PENDING + 1
-                    await client.subscribe([(topic, 1) for topic in self.ingest.subscriptions])
+                    await client.subscribe([(topic, 1) for topic in self.subscriptions])
                     self._client = client
                     self.connections += 1
                     self._connected.set()
@@ -229,8 +264,12 @@ class Backend:
                     log.info("connected to %s as %s", self.address.url, self._client_id)
                     housekeeping = asyncio.create_task(self._housekeeping(client))
                     try:
-                        async for message in client.messages:
-                            await self._handle(client, message)
+                        messages = client.messages
+                        while True:
+                            group = [await anext(messages)]
+                            while len(messages) and len(group) < _MAX_GROUP:
+                                group.append(await anext(messages))
+                            await self._handle(client, group)
                     finally:
                         housekeeping.cancel()
                         with contextlib.suppress(asyncio.CancelledError):
@@ -244,14 +283,25 @@ class Backend:
             await asyncio.sleep(delay)
             delay = min(delay * 2, longest)
 
-    async def _handle(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
-        payload = message.payload
-        data = bytes(payload) if isinstance(payload, bytes | bytearray) else b""
-        for reply in self.ingest.receive(message.topic.value, data):
-            if isinstance(reply, Publish):
-                await self._send_reply(client, reply)
-            else:
-                log.info("refused %s: %s (%s)", reply.topic, reply.reason, reply.detail)
+    @property
+    def subscriptions(self) -> list[str]:
+        """The topic filters, as shared subscriptions when this is one worker of a group."""
+        topics = self.ingest.subscriptions
+        if self._shared_group is None:
+            return list(topics)
+        return [f"$share/{self._shared_group}/{topic}" for topic in topics]
+
+    async def _handle(self, client: aiomqtt.Client, messages: list[aiomqtt.Message]) -> None:
+        received = [
+            (m.topic.value, bytes(m.payload) if isinstance(m.payload, bytes | bytearray) else b"")
+            for m in messages
+        ]
+        for replies in self.ingest.receive_many(received):
+            for reply in replies:
+                if isinstance(reply, Publish):
+                    await self._send_reply(client, reply)
+                else:
+                    log.info("refused %s: %s (%s)", reply.topic, reply.reason, reply.detail)
         for vin, command_id in list(self._deactivating.items()):
             if self.store.service_stopped(vin, command_id):
                 del self._deactivating[vin]
@@ -350,7 +400,7 @@ class Backend:
 
     def save_stats(self) -> None:
         self._stats_saved_at = time.monotonic()
-        write_json_atomic(self.data_dir / STATS_FILE, self.stats().as_dict())
+        write_json_atomic(self.data_dir / self._stats_file, self.stats().as_dict())
 
 
 def write_json_atomic(path: Path, content: dict[str, Any]) -> None:

@@ -1,6 +1,6 @@
 """``tcu replay`` at its edges: bad values, injected commands, cut and foreign traces, JSON.
 
-Each test here reproduces one of the problems a new user met (issue 10): a value that
+Each test here reproduces one of the problems a new user met: a value that
 hung or passed silently, a command whose fate went unreported, a truncated or foreign
 trace that gave no warning, a ``--json`` with other keys through a broker.
 """
