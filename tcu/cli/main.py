@@ -25,6 +25,7 @@ SUBCOMMANDS = (
     "vehicle",
     "scenario",
     "slcan_device",
+    "fleet",
 )
 
 

@@ -43,7 +43,6 @@ import contextlib
 import hashlib
 import heapq
 import resource
-import sys
 import tempfile
 import time
 from collections import deque
@@ -52,14 +51,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import can
 import cbor2
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from cloud_stub.errors import CloudError
 from cloud_stub.ingest import Ingest, Publish, Reply
 from cloud_stub.memory import MemoryBackend
 from cloud_stub.service import Backend
 from tcu.can.setup import BusSetup, load_bus_setup
 from tcu.errors import ConfigError, TcuError
+from tcu.events import Action
 from tcu.link.model import Link, LinkConfig, Position
 from tcu.runtime.host import Host, Sink, WallClock
 from tcu.runtime.memory import Delivered, MemoryTransport
@@ -164,6 +166,7 @@ class FleetReport:
     drained: bool = False
     cpu_s: float = 0.0
     max_rss_mb: float = 0.0
+    rss_growth_mb: float = 0.0
     fd_limit: str = ""
     warnings: list[str] = field(default_factory=list)
 
@@ -177,15 +180,21 @@ class FleetReport:
         return 1000.0 * self.cpu_s / self.vans / self.wall_s if self.wall_s > 0 else 0.0
 
     @property
+    def cpu_s_per_vehicle_hour(self) -> float:
+        return self.cpu_s / self.vehicle_hours if self.vehicle_hours > 0 else 0.0
+
+    @property
     def memory_kb_per_van(self) -> float:
-        return 1024.0 * self.max_rss_mb / self.vans
+        """Peak memory growth during the run, per van (KiB)."""
+        return 1024.0 * self.rss_growth_mb / self.vans
 
     def as_json(self) -> dict[str, Any]:
-        out = {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+        out = {name: getattr(self, name) for name in self.__slots__}
         out["records_per_s"] = round(self.records_per_s, 1)
         out["cpu_ms_per_van_s"] = round(self.cpu_ms_per_van_s, 4)
         out["memory_kb_per_van"] = round(self.memory_kb_per_van, 1)
-        for key in ("wall_s", "cpu_s", "max_rss_mb", "vehicle_hours"):
+        out["cpu_s_per_vehicle_hour"] = round(self.cpu_s_per_vehicle_hour, 5)
+        for key in ("wall_s", "cpu_s", "max_rss_mb", "rss_growth_mb", "vehicle_hours"):
             out[key] = round(out[key], 3)
         return out
 
@@ -233,7 +242,7 @@ def parse_ack(payload: bytes) -> tuple[str, int, int] | None:
     try:
         message = cbor2.loads(payload)
         ack = decode_ack(message.value[2])
-    except Exception:
+    except (cbor2.CBORError, TcuError, AttributeError, IndexError, TypeError):
         return None
     return ack.vin, ack.epoch, ack.seq
 
@@ -311,6 +320,7 @@ class _Fleet:
         self.vans: list[Van] = []
         self.by_vin: dict[str, Van] = {}
         self.cores_running = True
+        self.rss0_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
     def stamp(self, now: float) -> float:
         return now
@@ -346,6 +356,7 @@ class _Fleet:
             wall_s=wall,
             cpu_s=usage.ru_utime + usage.ru_stime - started_cpu,
             max_rss_mb=usage.ru_maxrss / 1024.0,
+            rss_growth_mb=(usage.ru_maxrss - self.rss0_kb) / 1024.0,
         )
         for van in self.vans:
             host = van.host
@@ -436,8 +447,6 @@ class _Cores:
     them. An entry whose van has since re-armed earlier or later is stale and skipped.
     """
 
-    frame = None  # no CAN frames: the vans live at the signal level
-
     def __init__(self, fleet: VirtualFleet) -> None:
         self.fleet = fleet
         self.heap: list[tuple[float, int]] = []
@@ -472,6 +481,9 @@ class _Cores:
 
     def carry_out(self, actions: Any, now: float) -> None:
         raise TypeError("the fleet's callbacks carry out their own actions")
+
+    def frame(self, msg: can.Message, now: float) -> list[Action]:
+        raise TypeError("a fleet's vans live at the signal level: no frames on the shared clock")
 
 
 class _ObservedMemoryBackend:
@@ -556,9 +568,7 @@ class VirtualFleet(_Fleet):
             report = self.report("virtual", cpu0, time.perf_counter() - started)
             report.drained = drained
             ingest = backend.ingest.stats()
-            _finish(
-                report, backend.store.count_records(), ingest.duplicates, dict(backend.refused)
-            )
+            _finish(report, backend.store.count_records(), ingest.duplicates, dict(backend.refused))
             report.vans_connected = sum(
                 1
                 for v in self.vans
@@ -656,6 +666,7 @@ class LiveFleet(_Fleet):
         self.connect_s: float | None = None
         self.backend: Backend | None = None
         self._activations: asyncio.Queue[Van] = asyncio.Queue()
+        self._waiters: set[asyncio.Task[None]] = set()
 
     def stamp(self, now: float) -> float:
         return time.monotonic()
@@ -672,7 +683,9 @@ class LiveFleet(_Fleet):
         async with contextlib.AsyncExitStack() as stack:
             workdir = self.opts.workdir
             if workdir is None:
-                workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tcu-fleet-")))
+                workdir = Path(
+                    stack.enter_context(tempfile.TemporaryDirectory(prefix="tcu-fleet-"))
+                )
             backend = Backend(self.broker.url, workdir / "backend", clock=time.time)
             observed = _ObservedIngest(
                 backend.registry, backend.store, backend_key=backend.backend_key
@@ -681,7 +694,7 @@ class LiveFleet(_Fleet):
             backend.ingest = observed
             try:
                 await backend.start(timeout=15.0)
-            except Exception as exc:
+            except CloudError as exc:
                 raise TcuError(f"backend on {self.broker.url}: {exc}") from None
             stack.push_async_callback(backend.stop)
             self.backend = backend
@@ -731,9 +744,9 @@ class LiveFleet(_Fleet):
                 self.cores_running = False
                 drained = await self._drain()
             finally:
-                for task in helpers:
+                for task in (*helpers, *self._waiters):
                     task.cancel()
-                await asyncio.gather(*helpers, return_exceptions=True)
+                await asyncio.gather(*helpers, *self._waiters, return_exceptions=True)
             report = self.report("live", cpu0, time.perf_counter() - started)
             report.drained = drained
             report.fd_limit = self.fd_note
@@ -766,7 +779,9 @@ class LiveFleet(_Fleet):
             if delay > 0.001:
                 await asyncio.sleep(delay)
             self._start(index)
-            asyncio.create_task(self._when_connected(van))
+            waiter = asyncio.create_task(self._when_connected(van))
+            self._waiters.add(waiter)
+            waiter.add_done_callback(self._waiters.discard)
         while self.connected() < len(self.vans):
             await asyncio.sleep(0.05)
         self.connect_s = time.monotonic() - t0
@@ -842,42 +857,25 @@ class LiveFleet(_Fleet):
             task.cancel()
 
 
-def run_fleet(
-    opts: FleetOptions, progress: Callable[[Any], None] | None = None
-) -> FleetReport:
+def run_fleet(opts: FleetOptions, progress: Callable[[Any], None] | None = None) -> FleetReport:
     """Run the fleet in the mode its options ask for (a broker: real time)."""
     if opts.broker is None:
         return VirtualFleet(opts, progress=progress).run()
     return asyncio.run(LiveFleet(opts, progress=progress).run())
 
 
-def status_line(fleet: VirtualFleet | LiveFleet) -> str:
-    """One line for a terminal: where the fleet is."""
-    produced = sum(v.host.counts.records_produced for v in fleet.vans)
-    acked = sum(v.host.queue.stats.records_acked for v in fleet.vans if v.host.queue is not None)
+def status_line(fleet: VirtualFleet | LiveFleet, wall_s: float) -> str:
+    """Where the fleet is, in one line: vans, records and their rate, acks, reconnects."""
+    produced = acks = pending = 0
+    for v in fleet.vans:
+        produced += v.host.counts.records_produced
+        acks += v.acks
+        pending += v.host.outbox.depth() if v.host.outbox is not None else 0
+    rate = produced / wall_s if wall_s > 0 else 0.0
+    common = f"records {produced:,} ({rate:,.0f}/s)  acks {acks:,}  pending {pending:,}"
     if isinstance(fleet, VirtualFleet):
-        return (
-            f"t={fleet.driver.now:,.0f}/{fleet.opts.duration_s:,.0f} s  vans {len(fleet.vans):,}"
-            f"  records {produced:,}  acked {acked:,}"
-        )
+        return f"t={fleet.driver.now:,.0f}/{fleet.opts.duration_s:,.0f} s  {common}"
+    reconnects = sum(max(0, u.stats.connects - 1) for u in fleet.uplinks)
     return (
-        f"vans connected {fleet.connected():,}/{len(fleet.vans):,}  records {produced:,}"
-        f"  acked {acked:,}  storms {fleet.storms}"
+        f"connected {fleet.connected():,}/{len(fleet.vans):,}  {common}  reconnects {reconnects:,}"
     )
-
-
-def progress_printer() -> Callable[[Any], None] | None:
-    """A status line on stderr, redrawn in place, only when stderr is a terminal."""
-    if not sys.stderr.isatty():
-        return None
-    last = [0.0]
-
-    def show(fleet: Any) -> None:
-        now = time.monotonic()
-        if now - last[0] < 0.5:
-            return
-        last[0] = now
-        sys.stderr.write("\r\x1b[K" + status_line(fleet))
-        sys.stderr.flush()
-
-    return show
