@@ -450,6 +450,7 @@ class _Cores:
     def __init__(self, fleet: VirtualFleet) -> None:
         self.fleet = fleet
         self.heap: list[tuple[float, int]] = []
+        self.frame: Callable[[can.Message, float], list[Action]] = self._no_frame
 
     @property
     def core(self) -> _Cores:
@@ -482,7 +483,7 @@ class _Cores:
     def carry_out(self, actions: Any, now: float) -> None:
         raise TypeError("the fleet's callbacks carry out their own actions")
 
-    def frame(self, msg: can.Message, now: float) -> list[Action]:
+    def _no_frame(self, msg: can.Message, now: float) -> list[Action]:
         raise TypeError("a fleet's vans live at the signal level: no frames on the shared clock")
 
 
