@@ -160,24 +160,31 @@ def _vary(p: VanPlan, values: Changes) -> dict[str, Value | None]:
     return out
 
 
-def _plug_habit(steps: tuple[Step, ...], delay: float) -> list[Step]:
-    """The steps with the plug's changes of each plugged session ``delay`` s later.
-
-    A session runs from the plug's connection to its removal; the changes inside it move
-    later by ``delay`` but never past the removal (a session shorter than the delay plus
-    a minute is left as it is), so the order of the plug's changes is kept.
-    """
-    if delay <= 0:
-        return list(steps)
+@functools.cache
+def _split(name: str, period: float) -> tuple[tuple[Step, ...], tuple[Step, ...]]:
+    """The timeline's steps without the plug's signals, and the plug's steps alone."""
     plain: list[Step] = []
     plug: list[Step] = []
-    for step in steps:
+    for step in timeline(name, period):
         rest = tuple(v for v in step.values if v[0] not in PLUG_PATHS)
         mine = tuple(v for v in step.values if v[0] in PLUG_PATHS)
         if rest:
             plain.append(Step(t=step.t, values=rest))
         if mine:
             plug.append(Step(t=step.t, values=mine))
+    return tuple(plain), tuple(plug)
+
+
+def _plug_habit(name: str, period: float, delay: float) -> Iterator[Step]:
+    """The storyline's steps with the plug's changes of each plugged session ``delay`` s later.
+
+    A session runs from the plug's connection to its removal; the changes inside it move
+    later by ``delay`` but never past the removal (a session shorter than the delay plus
+    a minute is left as it is), so the order of the plug's changes is kept.
+    """
+    if delay <= 0:
+        return iter(timeline(name, period))
+    plain, plug = _split(name, period)
     shifted: list[Step] = []
     i = 0
     while i < len(plug):
@@ -195,7 +202,7 @@ def _plug_habit(steps: tuple[Step, ...], delay: float) -> list[Step]:
             t = min(plug[k].t + delay, end - 1.0) if late else plug[k].t
             shifted.append(Step(t=t, values=plug[k].values))
         i = j
-    return list(heapq.merge(plain, shifted, key=lambda s: s.t))
+    return heapq.merge(plain, shifted, key=lambda s: s.t)
 
 
 def van_steps(
@@ -209,7 +216,7 @@ def van_steps(
         name = p.stories[n % len(p.stories)]
         gap = p.gaps_s[n % len(p.gaps_s)]
         n += 1
-        for step in _plug_habit(timeline(name, period), p.plug_delay_s):
+        for step in _plug_habit(name, period, p.plug_delay_s):
             t = t0 + step.t
             if t < 0:
                 first.update(_vary(p, step.values))
