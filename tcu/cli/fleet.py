@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report.as_json(), indent=2))
     else:
         print(render(report))
-    return 0 if report.lost == 0 and report.drained else 1
+    return 0 if report.ok else 1
 
 
 def _s(x: float | None) -> str:

@@ -42,6 +42,7 @@ import asyncio
 import contextlib
 import hashlib
 import heapq
+import logging
 import resource
 import tempfile
 import time
@@ -79,7 +80,9 @@ from tcu.telemetry.storage.outbox import MEMORY, Outbox
 from tcu.vehicle import catalogue as cat
 from tcu.vehicle.catalogue import Value
 
+LOG = logging.getLogger("tcu.fleet")
 ORIGIN_EPOCH = 1_780_000_000.0  # 2026-05-28T20:26:40Z: vehicle time 0 of every van
+ACTIVATION_WORKERS = 32  # activations in flight at once (each waits for its PUBACK)
 FDS_PER_VAN = 1  # the van's MQTT socket (the outbox is in memory)
 FDS_SPARE = 64  # the backend's socket and databases, the interpreter, the terminal
 MAX_VANS = 1_000_000
@@ -116,6 +119,8 @@ class FleetOptions:
     def __post_init__(self) -> None:
         if isinstance(self.vans, bool) or not 1 <= self.vans <= MAX_VANS:
             raise ConfigError(f"--vans {self.vans}: must be 1 to {MAX_VANS:,}")
+        if isinstance(self.seed, bool) or not 0 <= self.seed < 2**32:
+            raise ConfigError(f"--seed {self.seed}: must be 0 to {2**32 - 1}")
         if not 0 < self.duration_s < float("inf"):
             raise ConfigError(f"--duration {self.duration_s}: must be a number of seconds > 0")
         if not 0 < self.ramp < float("inf"):
@@ -171,6 +176,12 @@ class FleetReport:
     warnings: list[str] = field(default_factory=list)
 
     @property
+    def ok(self) -> bool:
+        """Nothing lost, every outbox drained, every van activated (and connected, live)."""
+        connected = self.broker is None or self.vans_connected == self.vans
+        return self.lost == 0 and self.drained and self.vans_activated == self.vans and connected
+
+    @property
     def records_per_s(self) -> float:
         return self.records_stored / self.wall_s if self.wall_s > 0 else 0.0
 
@@ -190,6 +201,7 @@ class FleetReport:
 
     def as_json(self) -> dict[str, Any]:
         out = {name: getattr(self, name) for name in self.__slots__}
+        out["ok"] = self.ok
         out["records_per_s"] = round(self.records_per_s, 1)
         out["cpu_ms_per_van_s"] = round(self.cpu_ms_per_van_s, 4)
         out["memory_kb_per_van"] = round(self.memory_kb_per_van, 1)
@@ -542,7 +554,8 @@ class VirtualFleet(_Fleet):
                 identity = self.identity(van, backend_key)
                 backend.register(van.vin, public_key_to_pem(identity.key), identity.kid)
                 clock = _VanClock(self.driver, van)
-                link = Link(LinkConfig(home_plmn=van.plan.home_plmn, seed=self.opts.seed))
+                seed = self.opts.seed * MAX_VANS + index
+                link = Link(LinkConfig(home_plmn=van.plan.home_plmn, seed=seed))
                 transport = MemoryTransport(clock, port, van.vin, link=link, follow_gnss=False)
                 outbox = Outbox(MEMORY, synchronous="NORMAL")
                 stack.callback(outbox.close)
@@ -668,6 +681,9 @@ class LiveFleet(_Fleet):
         self.backend: Backend | None = None
         self._activations: asyncio.Queue[Van] = asyncio.Queue()
         self._waiters: set[asyncio.Task[None]] = set()
+        self.t_start = 0.0
+        self.activation_retries = 0
+        self.helpers: list[asyncio.Task[None]] = []
 
     def stamp(self, now: float) -> float:
         return time.monotonic()
@@ -693,11 +709,6 @@ class LiveFleet(_Fleet):
             )
             observed.fleet = self
             backend.ingest = observed
-            try:
-                await backend.start(timeout=15.0)
-            except CloudError as exc:
-                raise TcuError(f"backend on {self.broker.url}: {exc}") from None
-            stack.push_async_callback(backend.stop)
             self.backend = backend
             backend_key = backend.backend_key.key.public_key()
             for index in range(self.opts.vans):
@@ -721,12 +732,20 @@ class LiveFleet(_Fleet):
                 )
                 self.uplinks.append(uplink)
                 self.tasks.append(None)
-                self._schedule_step(van)
+            # The backend connects once the vans are built: building blocks the loop.
+            try:
+                await backend.start(timeout=15.0)
+            except CloudError as exc:
+                raise TcuError(f"backend on {self.broker.url}: {exc}") from None
+            stack.push_async_callback(backend.stop)
             stack.push_async_callback(self._stop_all)
-            helpers = [
+            self.t_start = self.clock.now  # the storylines start now, not while building
+            for van in self.vans:
+                self._schedule_step(van)
+            helpers = self.helpers = [
                 asyncio.create_task(self._ramp()),
-                asyncio.create_task(self._activate()),
                 asyncio.create_task(self._sweep()),
+                *(asyncio.create_task(self._activate()) for _ in range(ACTIVATION_WORKERS)),
             ]
             try:
                 t0 = time.monotonic()
@@ -742,7 +761,6 @@ class LiveFleet(_Fleet):
                     await asyncio.sleep(min(wait, 0.5))
                     if self.progress is not None:
                         self.progress(self)
-                self.cores_running = False
                 drained = await self._drain()
             finally:
                 for task in (*helpers, *self._waiters):
@@ -754,6 +772,10 @@ class LiveFleet(_Fleet):
             report.connect_s = _round(self.connect_s)
             report.storms = self.storms
             report.vans_connected = self.connected()
+            if report.vans_connected < report.vans:
+                report.warnings.append(
+                    f"{report.vans - report.vans_connected} vans not connected at the end"
+                )
             report.reconnects = sum(max(0, u.stats.connects - 1) for u in self.uplinks)
             ingest = backend.stats()
             _finish(report, backend.store.count_records(), ingest.duplicates, dict(ingest.refused))
@@ -797,7 +819,14 @@ class LiveFleet(_Fleet):
         assert backend is not None
         while True:
             van = await self._activations.get()
-            await backend.activate(van.vin)
+            try:
+                await backend.activate(van.vin)
+            except CloudError as exc:  # the backend's connection is down: try again
+                self.activation_retries += 1
+                LOG.warning("activation of %s: %s; trying again", van.vin, exc)
+                self._activations.put_nowait(van)
+                await asyncio.sleep(0.5)
+                continue
             van.activated = True
 
     async def _sweep(self) -> None:
@@ -816,7 +845,7 @@ class LiveFleet(_Fleet):
         step = van.next_step()
         if step is not None:
             t, values = step
-            self.clock.schedule(t, lambda now: self._step(van, values, now))
+            self.clock.schedule(self.t_start + t, lambda now: self._step(van, values, now))
 
     def _step(self, van: Van, values: dict[str, Value | None], now: float) -> None:
         if not self.cores_running:
@@ -839,10 +868,13 @@ class LiveFleet(_Fleet):
             self._start(i)
 
     async def _drain(self) -> bool:
+        """Wait until every van is connected and activated and its outbox is empty."""
         deadline = time.monotonic() + self.opts.drain_timeout_s
         while time.monotonic() < deadline:
-            if not any(v.host.outbox is not None and v.host.outbox.depth() for v in self.vans):
-                return True
+            if all(v.activated for v in self.vans) and self.connected() == len(self.vans):
+                self.cores_running = False
+                if not any(v.host.outbox is not None and v.host.outbox.depth() for v in self.vans):
+                    return True
             await asyncio.sleep(0.1)
             if self.progress is not None:
                 self.progress(self)

@@ -74,6 +74,7 @@ def test_cli_json_summary(capsys: pytest.CaptureFixture[str]) -> None:
         (["--vans", "2", "--ramp", "10"], "--ramp needs --broker"),
         (["--vans", "2", "--broker", "http://x"], "broker URL"),
         (["--vans", "2", "--signal-period", "0"], "--signal-period"),
+        (["--vans", "2", "--seed", "-1"], "--seed"),
     ],
 )
 def test_bad_options_exit_2(
