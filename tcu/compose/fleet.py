@@ -27,8 +27,9 @@ Two modes share all of that:
   has passed. A reconnect storm (``storm_at``) drops every van's connection at once; each
   reconnects with the same client id and resends what was not acknowledged.
 
-At the end, the cores stop (no more records), and the fleet waits until every outbox is
-empty, i.e. every record is stored and acknowledged. Latency is measured from the
+At the end (in real time, once every van is connected and activated), the cores stop (no
+more records), and the fleet waits until every outbox is empty, i.e. every record is
+stored and acknowledged. Latency is measured from the
 moment a record is committed to the van's outbox to the moment the backend stored it
 and every record before it (the moment it sends the ack that covers it): the backend's
 acks are observed where they are made, in the same process. ``lost`` is what a van
@@ -279,6 +280,7 @@ class Van(Sink):
         self.acks = 0
         self.roamed = False
         self.activated = False
+        self.t0 = 0.0  # when its storyline started (real time: when it was switched on)
 
     # Sink: what the host tells
     def stored(self, records: tuple[Record, ...], dropped: dict[str, int], now: float) -> None:
@@ -681,7 +683,6 @@ class LiveFleet(_Fleet):
         self.backend: Backend | None = None
         self._activations: asyncio.Queue[Van] = asyncio.Queue()
         self._waiters: set[asyncio.Task[None]] = set()
-        self.t_start = 0.0
         self.activation_retries = 0
         self.helpers: list[asyncio.Task[None]] = []
 
@@ -739,9 +740,6 @@ class LiveFleet(_Fleet):
                 raise TcuError(f"backend on {self.broker.url}: {exc}") from None
             stack.push_async_callback(backend.stop)
             stack.push_async_callback(self._stop_all)
-            self.t_start = self.clock.now  # the storylines start now, not while building
-            for van in self.vans:
-                self._schedule_step(van)
             helpers = self.helpers = [
                 asyncio.create_task(self._ramp()),
                 asyncio.create_task(self._sweep()),
@@ -802,6 +800,8 @@ class LiveFleet(_Fleet):
             if delay > 0.001:
                 await asyncio.sleep(delay)
             self._start(index)
+            van.t0 = self.clock.now  # the van is switched on: its storyline starts
+            self._schedule_step(van)
             waiter = asyncio.create_task(self._when_connected(van))
             self._waiters.add(waiter)
             waiter.add_done_callback(self._waiters.discard)
@@ -845,7 +845,7 @@ class LiveFleet(_Fleet):
         step = van.next_step()
         if step is not None:
             t, values = step
-            self.clock.schedule(self.t_start + t, lambda now: self._step(van, values, now))
+            self.clock.schedule(van.t0 + t, lambda now: self._step(van, values, now))
 
     def _step(self, van: Van, values: dict[str, Value | None], now: float) -> None:
         if not self.cores_running:
@@ -854,18 +854,14 @@ class LiveFleet(_Fleet):
         self._schedule_step(van)
 
     async def _storm(self) -> None:
-        """Every van's connection drops at once; each reconnects with its persistent session."""
+        """Every van's connection is cut at once, as a network failure would cut it.
+
+        Each uplink reconnects after its backoff (exponential, full jitter) with the same
+        client id and persistent session, and resends what was not acknowledged.
+        """
         self.storms += 1
-        old = [(i, t) for i, t in enumerate(self.tasks) if t is not None]
-        await asyncio.gather(*(self.uplinks[i].close() for i, _ in old))
-        await asyncio.gather(*(t for _, t in old), return_exceptions=True)
-        for i, _ in old:
-            previous = self.uplinks[i]
-            uplink = self._uplink(self.vans[i])
-            uplink.stats = previous.stats
-            self.uplinks[i] = uplink
-            self.vans[i].host.connect(uplink)
-            self._start(i)
+        for uplink in self.uplinks:
+            uplink.drop()
 
     async def _drain(self) -> bool:
         """Wait until every van is connected and activated and its outbox is empty."""
