@@ -49,6 +49,12 @@ def register(sub: Any) -> None:
         help="connections per second at start (broker; default 500)",
     )
     p.add_argument(
+        "--backend",
+        choices=("process", "inline"),
+        default="process",
+        help="against a broker: the cloud stub in a child process (default) or in this one",
+    )
+    p.add_argument(
         "--storm-at",
         type=_seconds,
         action="append",
@@ -98,6 +104,7 @@ def options(args: argparse.Namespace) -> FleetOptions:
         period_s=args.signal_period,
         snapshot_period_s=args.snapshot_period,
         drain_timeout_s=args.drain_timeout,
+        backend=args.backend,
     )
 
 
@@ -148,6 +155,7 @@ def render(report: FleetReport) -> str:
         ("latency record to stored p50", _s(report.latency_p50_s)),
         ("latency record to stored p99", _s(report.latency_p99_s)),
         ("latency record to stored max", _s(report.latency_max_s)),
+        ("latency measured at", report.latency_measured_at),
         ("CPU per van", f"{report.cpu_ms_per_van_s:.3f} ms per wall second"),
         ("CPU per vehicle-hour", f"{report.cpu_s_per_vehicle_hour * 1000:.1f} ms"),
         ("memory per van", f"{report.memory_kb_per_van:,.1f} KiB (peak RSS growth / vans)"),

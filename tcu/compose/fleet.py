@@ -44,7 +44,9 @@ import contextlib
 import hashlib
 import heapq
 import logging
+import os
 import resource
+import sys
 import tempfile
 import time
 from collections import deque
@@ -53,14 +55,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import can
 import cbor2
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from cloud_stub.commands import CommandBuilder
 from cloud_stub.errors import CloudError
 from cloud_stub.ingest import Ingest, Publish, Reply
+from cloud_stub.keys import load_backend_key
 from cloud_stub.memory import MemoryBackend
-from cloud_stub.service import Backend
+from cloud_stub.registry import Registry
+from cloud_stub.service import REGISTRY_FILE, STORE_FILE, Backend, read_stats
+from cloud_stub.store import Store
 from tcu.can.setup import BusSetup, load_bus_setup
 from tcu.errors import ConfigError, TcuError
 from tcu.events import Action
@@ -83,6 +90,8 @@ from tcu.vehicle.catalogue import Value
 
 LOG = logging.getLogger("tcu.fleet")
 ORIGIN_EPOCH = 1_780_000_000.0  # 2026-05-28T20:26:40Z: vehicle time 0 of every van
+BACKENDS = ("process", "inline")
+BACKEND_START_S = 30.0
 ACTIVATION_WORKERS = 32  # activations in flight at once (each waits for its PUBACK)
 FDS_PER_VAN = 1  # the van's MQTT socket (the outbox is in memory)
 FDS_SPARE = 64  # the backend's socket and databases, the interpreter, the terminal
@@ -116,6 +125,8 @@ class FleetOptions:
     workdir: Path | None = None
     drain_timeout_s: float = 120.0
     protocol: str = "auto"
+    backend: str = "process"
+    """Against a broker: ``process`` (``cloud-stub serve`` in a child process) or ``inline``."""
 
     def __post_init__(self) -> None:
         if isinstance(self.vans, bool) or not 1 <= self.vans <= MAX_VANS:
@@ -131,6 +142,8 @@ class FleetOptions:
                 raise ConfigError(
                     f"--storm-at {t:g}: must be within the run (0 to {self.duration_s:g} s)"
                 )
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"--backend {self.backend!r}: choose one of {', '.join(BACKENDS)}")
         if self.storm_at and self.broker is None:
             raise ConfigError("--storm-at needs --broker (a storm of real connections)")
         if not 0 < self.period_s <= 3600:
@@ -166,6 +179,7 @@ class FleetReport:
     latency_p99_s: float | None = None
     latency_max_s: float | None = None
     latency_samples: int = 0
+    latency_measured_at: str = "backend"
     vehicle_hours: float = 0.0
     wall_s: float = 0.0
     connect_s: float | None = None
@@ -291,6 +305,8 @@ class Van(Sink):
 
     def acked(self, epoch: int, sequence: int, deleted: int, now: float) -> None:
         self.acks += 1
+        if self.fleet.latency_at_ack:
+            self.covered(epoch, sequence, self.fleet.stamp(now))
 
     def link_changed(self, link: Any, now: float) -> None:
         if link.roaming:
@@ -327,13 +343,15 @@ class Van(Sink):
 class _Fleet:
     """What both modes share: options, vans, identities, latency."""
 
-    def __init__(self, opts: FleetOptions) -> None:
+    def __init__(self, opts: FleetOptions, progress: Callable[[Any], None] | None) -> None:
         self.opts = opts
+        self.progress = progress
         self.latency = Latency()
         self.setup: BusSetup = load_bus_setup(None, None)
         self.vans: list[Van] = []
         self.by_vin: dict[str, Van] = {}
         self.cores_running = True
+        self.latency_at_ack = False  # True when the backend's acks cannot be seen being made
         self.rss0_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
     def stamp(self, now: float) -> float:
@@ -522,8 +540,7 @@ class VirtualFleet(_Fleet):
     def __init__(
         self, opts: FleetOptions, *, progress: Callable[[VirtualFleet], None] | None = None
     ) -> None:
-        super().__init__(opts)
-        self.progress = progress
+        super().__init__(opts, progress)
         self.driver = ReplayDriver()
         self.cores = _Cores(self)
         self.driver.drive(self.cores)
@@ -671,9 +688,8 @@ class LiveFleet(_Fleet):
     ) -> None:
         if opts.broker is None:
             raise ConfigError("a live fleet needs --broker")
-        super().__init__(opts)
+        super().__init__(opts, progress)
         self.broker: BrokerURL = opts.broker
-        self.progress = progress
         self.clock = WallClock()
         self.uplinks: list[TelemetryUplink] = []
         self.tasks: list[asyncio.Task[None] | None] = []
@@ -685,6 +701,10 @@ class LiveFleet(_Fleet):
         self._waiters: set[asyncio.Task[None]] = set()
         self.activation_retries = 0
         self.helpers: list[asyncio.Task[None]] = []
+        self.backend_process: asyncio.subprocess.Process | None = None
+        self.operator: aiomqtt.Client
+        self.commands: CommandBuilder
+        self.registry: Registry
 
     def stamp(self, now: float) -> float:
         return time.monotonic()
@@ -704,20 +724,31 @@ class LiveFleet(_Fleet):
                 workdir = Path(
                     stack.enter_context(tempfile.TemporaryDirectory(prefix="tcu-fleet-"))
                 )
-            backend = Backend(self.broker.url, workdir / "backend", clock=time.time)
-            observed = _ObservedIngest(
-                backend.registry, backend.store, backend_key=backend.backend_key
-            )
-            observed.fleet = self
-            backend.ingest = observed
+            data = workdir / "backend"
+            backend: Backend | None = None
+            if self.opts.backend == "inline":
+                backend = Backend(self.broker.url, data, clock=time.time)
+                observed = _ObservedIngest(
+                    backend.registry, backend.store, backend_key=backend.backend_key
+                )
+                observed.fleet = self
+                backend.ingest = observed
+                registry, backend_key_pair = backend.registry, backend.backend_key
+            else:
+                self.latency_at_ack = True
+                registry = Registry(data / REGISTRY_FILE)
+                stack.callback(registry.close)
+                backend_key_pair = load_backend_key(data)
             self.backend = backend
-            backend_key = backend.backend_key.key.public_key()
+            self.commands = CommandBuilder(registry, backend_key_pair)
+            self.registry = registry
+            backend_key = backend_key_pair.key.public_key()
             for index in range(self.opts.vans):
                 van = Van(self, index)
                 self.vans.append(van)
                 self.by_vin[van.vin] = van
                 identity = self.identity(van, backend_key)
-                backend.registry.register(van.vin, public_key_to_pem(identity.key), identity.kid)
+                registry.register(van.vin, public_key_to_pem(identity.key), identity.kid)
                 outbox = Outbox(MEMORY, synchronous="NORMAL")
                 stack.callback(outbox.close)
                 uplink = self._uplink(van)
@@ -734,11 +765,15 @@ class LiveFleet(_Fleet):
                 self.uplinks.append(uplink)
                 self.tasks.append(None)
             # The backend connects once the vans are built: building blocks the loop.
-            try:
-                await backend.start(timeout=15.0)
-            except CloudError as exc:
-                raise TcuError(f"backend on {self.broker.url}: {exc}") from None
-            stack.push_async_callback(backend.stop)
+            if backend is not None:
+                try:
+                    await backend.start(timeout=15.0)
+                except CloudError as exc:
+                    raise TcuError(f"backend on {self.broker.url}: {exc}") from None
+                stack.push_async_callback(backend.stop)
+            else:
+                await self._start_backend_process(stack, data)
+            self.operator = await stack.enter_async_context(self._operator_client())
             stack.push_async_callback(self._stop_all)
             helpers = self.helpers = [
                 asyncio.create_task(self._ramp()),
@@ -775,9 +810,74 @@ class LiveFleet(_Fleet):
                     f"{report.vans - report.vans_connected} vans not connected at the end"
                 )
             report.reconnects = sum(max(0, u.stats.connects - 1) for u in self.uplinks)
-            ingest = backend.stats()
-            _finish(report, backend.store.count_records(), ingest.duplicates, dict(ingest.refused))
-            return report
+            if backend is not None:
+                ingest = backend.stats().as_dict()
+            else:
+                await self._stop_backend_process()
+                ingest = read_stats(data) or {}
+            with Store(data / STORE_FILE) as store:
+                stored = store.count_records()
+        report.latency_measured_at = "ack at the van" if self.latency_at_ack else "backend"
+        _finish(report, stored, int(ingest.get("duplicates", 0)), dict(ingest.get("refused", {})))
+        return report
+
+    async def _start_backend_process(self, stack: contextlib.AsyncExitStack, data: Path) -> None:
+        """``cloud-stub serve`` on the broker, in a child process (the second core)."""
+        command = [
+            sys.executable,
+            "-c",
+            "import sys; from cloud_stub.cli import main; sys.exit(main())",
+            "serve",
+            "--broker",
+            self.broker.url,
+            "--data",
+            str(data),
+        ]
+        for flag, path in (
+            ("--ca", self.broker.ca),
+            ("--cert", self.broker.cert),
+            ("--key", self.broker.key),
+        ):
+            if path is not None:
+                command += [flag, str(path)]
+        process = await asyncio.create_subprocess_exec(
+            *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        self.backend_process = process
+        stack.push_async_callback(self._stop_backend_process)
+        assert process.stdout is not None
+        try:
+            async with asyncio.timeout(BACKEND_START_S):
+                line = await process.stdout.readline()
+        except TimeoutError:
+            line = b""
+        if not line.startswith(b"cloud-stub: serving"):
+            assert process.stderr is not None
+            await self._stop_backend_process()
+            raise TcuError(f"backend on {self.broker.url} did not start: {line!r}")
+
+    async def _stop_backend_process(self) -> None:
+        process, self.backend_process = self.backend_process, None
+        if process is None or process.returncode is not None:
+            return
+        process.terminate()
+        try:
+            async with asyncio.timeout(30.0):
+                await process.communicate()
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+    def _operator_client(self) -> aiomqtt.Client:
+        """The fleet operator's own MQTT client: it sends the backend's signed activations."""
+        return aiomqtt.Client(
+            self.broker.host,
+            self.broker.port,
+            identifier=f"tcu-fleet-operator-{os.getpid()}",
+            protocol=aiomqtt.ProtocolVersion.V311,
+            tls_context=self.broker.tls_context(),
+            timeout=30.0,
+        )
 
     def _uplink(self, van: Van) -> TelemetryUplink:
         return TelemetryUplink(
@@ -815,13 +915,13 @@ class LiveFleet(_Fleet):
 
     async def _activate(self) -> None:
         """The backend activates each van as soon as its session (and subscription) exists."""
-        backend = self.backend
-        assert backend is not None
         while True:
             van = await self._activations.get()
             try:
-                await backend.activate(van.vin)
-            except CloudError as exc:  # the backend's connection is down: try again
+                self.registry.activate(van.vin)
+                signed = self.commands.build(van.vin, "activate", None, now_epoch=time.time())
+                await self.operator.publish(signed.topic, signed.payload, qos=1)
+            except (CloudError, aiomqtt.MqttError) as exc:  # the connection is down: again
                 self.activation_retries += 1
                 LOG.warning("activation of %s: %s; trying again", van.vin, exc)
                 self._activations.put_nowait(van)

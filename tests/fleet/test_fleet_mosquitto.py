@@ -13,8 +13,9 @@ from tcu.runtime.mqtt import BrokerURL
 pytestmark = pytest.mark.mosquitto
 
 
+@pytest.mark.parametrize("backend", ["inline", "process"])
 async def test_two_hundred_vans_through_a_storm_lose_nothing(
-    mosquitto_broker: MosquittoProcess, tmp_path: Path
+    mosquitto_broker: MosquittoProcess, tmp_path: Path, backend: str
 ) -> None:
     opts = FleetOptions(
         vans=200,
@@ -26,6 +27,7 @@ async def test_two_hundred_vans_through_a_storm_lose_nothing(
         snapshot_period_s=1.0,
         workdir=tmp_path,
         drain_timeout_s=60.0,
+        backend=backend,
     )
     fleet = LiveFleet(opts)
     report = await fleet.run()
@@ -38,5 +40,7 @@ async def test_two_hundred_vans_through_a_storm_lose_nothing(
     assert report.records_stored == report.records_produced
     assert report.latency_samples == report.records_produced
     assert report.refused == {}
+    assert report.latency_measured_at == ("backend" if backend == "inline" else "ack at the van")
+    assert report.ok
     clients = {u.identifier for u in fleet.uplinks}
     assert len(clients) == 200 and all(c.startswith("tcu-XECFLEET") for c in clients)
