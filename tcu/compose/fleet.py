@@ -92,9 +92,10 @@ LOG = logging.getLogger("tcu.fleet")
 ORIGIN_EPOCH = 1_780_000_000.0  # 2026-05-28T20:26:40Z: vehicle time 0 of every van
 BACKENDS = ("process", "inline")
 BACKEND_START_S = 30.0
-ACTIVATION_WORKERS = 32  # activations in flight at once (each waits for its PUBACK)
+ACTIVATION_WORKERS = 64  # activations in flight at once (each waits for its PUBACK)
+OPERATOR_CLIENTS = 16
 FDS_PER_VAN = 1  # the van's MQTT socket (the outbox is in memory)
-FDS_SPARE = 64  # the backend's socket and databases, the interpreter, the terminal
+FDS_SPARE = 64 + 16  # the backend's socket and databases, the interpreter, the terminal
 MAX_VANS = 1_000_000
 
 
@@ -702,7 +703,7 @@ class LiveFleet(_Fleet):
         self.activation_retries = 0
         self.helpers: list[asyncio.Task[None]] = []
         self.backend_process: asyncio.subprocess.Process | None = None
-        self.operator: aiomqtt.Client
+        self.operators: list[aiomqtt.Client] = []
         self.commands: CommandBuilder
         self.registry: Registry
 
@@ -773,12 +774,15 @@ class LiveFleet(_Fleet):
                 stack.push_async_callback(backend.stop)
             else:
                 await self._start_backend_process(stack, data)
-            self.operator = await stack.enter_async_context(self._operator_client())
+            self.operators = [
+                await stack.enter_async_context(self._operator_client(i))
+                for i in range(OPERATOR_CLIENTS)
+            ]
             stack.push_async_callback(self._stop_all)
             helpers = self.helpers = [
                 asyncio.create_task(self._ramp()),
                 asyncio.create_task(self._sweep()),
-                *(asyncio.create_task(self._activate()) for _ in range(ACTIVATION_WORKERS)),
+                *(asyncio.create_task(self._activate(i)) for i in range(ACTIVATION_WORKERS)),
             ]
             try:
                 t0 = time.monotonic()
@@ -868,12 +872,16 @@ class LiveFleet(_Fleet):
             process.kill()
             await process.wait()
 
-    def _operator_client(self) -> aiomqtt.Client:
-        """The fleet operator's own MQTT client: it sends the backend's signed activations."""
+    def _operator_client(self, n: int) -> aiomqtt.Client:
+        """A client of the fleet operator's: it sends the backend's signed activations.
+
+        Several of them, because a client takes one packet (a PUBACK) per turn of a loop
+        that serves thousands of sockets.
+        """
         return aiomqtt.Client(
             self.broker.host,
             self.broker.port,
-            identifier=f"tcu-fleet-operator-{os.getpid()}",
+            identifier=f"tcu-fleet-operator-{os.getpid()}-{n}",
             protocol=aiomqtt.ProtocolVersion.V311,
             tls_context=self.broker.tls_context(),
             timeout=30.0,
@@ -913,14 +921,15 @@ class LiveFleet(_Fleet):
         await self.uplinks[van.index].wait_connected(3600.0)
         self._activations.put_nowait(van)
 
-    async def _activate(self) -> None:
+    async def _activate(self, worker: int) -> None:
         """The backend activates each van as soon as its session (and subscription) exists."""
         while True:
             van = await self._activations.get()
             try:
                 self.registry.activate(van.vin)
                 signed = self.commands.build(van.vin, "activate", None, now_epoch=time.time())
-                await self.operator.publish(signed.topic, signed.payload, qos=1)
+                operator = self.operators[worker % len(self.operators)]
+                await operator.publish(signed.topic, signed.payload, qos=1)
             except (CloudError, aiomqtt.MqttError) as exc:  # the connection is down: again
                 self.activation_retries += 1
                 LOG.warning("activation of %s: %s; trying again", van.vin, exc)
