@@ -69,6 +69,7 @@ from cloud_stub.registry import Registry
 from cloud_stub.service import REGISTRY_FILE, STORE_FILE, Backend, read_stats
 from cloud_stub.store import Store
 from tcu.can.setup import BusSetup, load_bus_setup
+from tcu.compose.online import _reachable as reachable
 from tcu.errors import ConfigError, TcuError
 from tcu.events import Action
 from tcu.link.model import Link, LinkConfig, Position
@@ -718,6 +719,7 @@ class LiveFleet(_Fleet):
 
     async def run(self) -> FleetReport:
         self.fd_note = ensure_fds(self.opts.vans)
+        await reachable(self.broker)  # fail fast, before thousands of vans are built
         started, cpu0 = time.perf_counter(), _cpu()
         async with contextlib.AsyncExitStack() as stack:
             workdir = self.opts.workdir
@@ -729,6 +731,8 @@ class LiveFleet(_Fleet):
             backend: Backend | None = None
             if self.opts.backend == "inline":
                 backend = Backend(self.broker.url, data, clock=time.time)
+                stack.callback(backend.store.close)
+                stack.callback(backend.registry.close)
                 observed = _ObservedIngest(
                     backend.registry, backend.store, backend_key=backend.backend_key
                 )
@@ -774,10 +778,13 @@ class LiveFleet(_Fleet):
                 stack.push_async_callback(backend.stop)
             else:
                 await self._start_backend_process(stack, data)
-            self.operators = [
-                await stack.enter_async_context(self._operator_client(i))
-                for i in range(OPERATOR_CLIENTS)
-            ]
+            try:
+                self.operators = [
+                    await stack.enter_async_context(self._operator_client(i))
+                    for i in range(OPERATOR_CLIENTS)
+                ]
+            except aiomqtt.MqttError as exc:
+                raise TcuError(f"--broker {self.broker.url}: {exc}") from None
             stack.push_async_callback(self._stop_all)
             helpers = self.helpers = [
                 asyncio.create_task(self._ramp()),

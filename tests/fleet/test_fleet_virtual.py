@@ -75,6 +75,7 @@ def test_cli_json_summary(capsys: pytest.CaptureFixture[str]) -> None:
         (["--vans", "2", "--broker", "http://x"], "broker URL"),
         (["--vans", "2", "--signal-period", "0"], "--signal-period"),
         (["--vans", "2", "--seed", "-1"], "--seed"),
+        (["--vans", "2", "--broker", "mqtt://127.0.0.1:1"], "cannot connect"),
     ],
 )
 def test_bad_options_exit_2(
