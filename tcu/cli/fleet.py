@@ -127,6 +127,10 @@ def run(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _storms(n: int) -> str:
+    return "" if not n else f" ({n} storm{'s' if n > 1 else ''})"
+
+
 def _s(x: float | None) -> str:
     return "-" if x is None else f"{x:.3f} s"
 
@@ -150,7 +154,7 @@ def render(report: FleetReport) -> str:
         ("lost", f"{report.lost:,}"),
         (
             "reconnects",
-            f"{report.reconnects:,}" + (f" ({report.storms} storms)" * bool(report.storms)),
+            f"{report.reconnects:,}" + _storms(report.storms),
         ),
         ("latency record to stored p50", _s(report.latency_p50_s)),
         ("latency record to stored p99", _s(report.latency_p99_s)),
