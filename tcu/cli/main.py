@@ -33,6 +33,7 @@ SUBCOMMANDS = (
     "vehicle",
     "scenario",
     "slcan_device",
+    "fleet",
 )
 
 

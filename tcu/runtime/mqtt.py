@@ -248,6 +248,7 @@ class TelemetryUplink:
         self._closing = asyncio.Event()
         self._connected = asyncio.Event()
         self._v5_refused = False
+        self._session_client: aiomqtt.Client | None = None
 
     # --- the Transport protocol ----------------------------------------------------------------
 
@@ -301,6 +302,14 @@ class TelemetryUplink:
             self._progress.clear()
             await _wait_event(self._progress, remaining)
         return True
+
+    def drop(self) -> None:
+        """Cut the connection as a network failure would; ``run`` reconnects with backoff."""
+        client = self._session_client
+        sock = client._client.socket() if client is not None else None  # paho's socket
+        if isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     async def close(self) -> None:
         """Stop ``run`` (it returns after disconnecting)."""
@@ -376,6 +385,13 @@ class TelemetryUplink:
         raise AssertionError("unreachable")
 
     async def _session(self, client: aiomqtt.Client) -> None:
+        self._session_client = client
+        try:
+            await self._run_session(client)
+        finally:
+            self._session_client = None
+
+    async def _run_session(self, client: aiomqtt.Client) -> None:
         await client.subscribe(self.topics.ack, qos=1)
         await client.subscribe(self.topics.commands, qos=1)
         self._connected.set()

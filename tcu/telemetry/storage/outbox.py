@@ -11,7 +11,9 @@ Durability: ``synchronous=FULL`` by default. In WAL mode NORMAL already survives
 process being killed (the WAL is written before the commit returns), but a commit may be
 lost if the power goes before the next checkpoint; a van's 12 V supply does go, and
 commits are few (one per tick that produced records), so the fsync per commit is cheap
-insurance. NORMAL is available for benches where speed matters more.
+insurance. NORMAL is available for benches where speed matters more. ``MEMORY`` (the path
+``":memory:"``) keeps the same tables in the process's memory, for fleets of thousands of
+simulated vans where a file per van would exhaust the file descriptors.
 
 Bounds: past ``cap`` records the outbox drops the oldest routine snapshots, then the
 oldest change events; verdicts, sessions, alarms, command results, service and link
@@ -54,6 +56,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 EPOCH: Final = "epoch"
 DOWNLINK_COUNTER: Final = "downlink_counter"
 SERVICE_ACTIVE: Final = "service_active"
+MEMORY: Final = ":memory:"
 
 
 class OutboxError(TcuError):
