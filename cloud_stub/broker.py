@@ -59,6 +59,7 @@ from amqtt.plugins.base import BaseAuthPlugin
 
 from cloud_stub.amqtt_fleet import FleetAuthPlugin, FleetBroker, FleetTopicPlugin
 from cloud_stub.errors import BrokerError
+from tcu.lifecycle import Running
 
 __all__ = [
     "LOOPBACK",
@@ -484,7 +485,7 @@ class TlsListener:
         return context
 
 
-class MosquittoProcess:
+class MosquittoProcess(Running):
     """A Mosquitto broker on loopback, configured by the repository's ``mosquitto.conf``."""
 
     def __init__(
@@ -654,18 +655,6 @@ class MosquittoProcess:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def client_tls_context(

@@ -29,7 +29,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 import aiomqtt
@@ -37,6 +36,7 @@ import aiomqtt
 from cloud_stub.registry import Registry
 from cloud_stub.service import REGISTRY_FILE
 from cloud_stub.testing import VehicleDouble
+from tcu.lifecycle import Running
 from tcu.telemetry.codec.cose import VerifyKey
 
 __all__ = ["ServeProcess", "SimVan", "VanReport", "drive", "register"]
@@ -195,7 +195,7 @@ def register(data: Path, vans: list[VehicleDouble]) -> None:
             van.register(registry)
 
 
-class ServeProcess:
+class ServeProcess(Running):
     """Runs ``cloud-stub serve ARGS`` and waits for its ``serving`` line (bounded)."""
 
     def __init__(self, *args: str, timeout: float = 90.0) -> None:
@@ -244,11 +244,3 @@ class ServeProcess:
             if process.stdout is not None:
                 process.stdout.close()
         return "".join(self.lines)
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -7,13 +7,14 @@ no node or database is left running behind a failed test.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from types import TracebackType
 from typing import Self
+
+from tcu.lifecycle import Running
 
 __all__ = ["ManagedServer"]
 
 
-class ManagedServer(ABC):
+class ManagedServer(Running, ABC):
     @abstractmethod
     def start(self) -> None: ...
 
@@ -28,11 +29,3 @@ class ManagedServer(ABC):
             self.stop()
             raise
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

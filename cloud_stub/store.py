@@ -33,13 +33,13 @@ import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, ClassVar, Final, Self
+from typing import Any, ClassVar, Final
 
 import cbor2
 
 from cloud_stub.db import SqliteFile
 from cloud_stub.errors import CloudError
+from tcu.lifecycle import Closing
 from tcu.telemetry.codec.schema import BatchMessage, StatusMessage, dumps
 from tcu.telemetry.records import KIND_CODES
 
@@ -133,7 +133,7 @@ class Progress:
     conflicts: int
 
 
-class RecordStore(ABC):
+class RecordStore(Closing, ABC):
     """The store's contract and its algorithm; subclasses bring a connection and a dialect.
 
     Queries are written with ``?`` placeholders; `_sql` translates them for the driver.
@@ -163,17 +163,6 @@ class RecordStore(ABC):
 
     @abstractmethod
     def _rollback(self) -> None: ...
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self._execute(sql, params).fetchone()

@@ -36,13 +36,13 @@ import tty
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from types import TracebackType
-from typing import Final, Self
+from typing import Final
 
 import can
 from can.util import CAN_FD_DLC, len2dlc
 
 from tcu.errors import BusError
+from tcu.lifecycle import Running
 
 OK: Final = b"\r"
 ERROR: Final = b"\x07"
@@ -377,7 +377,7 @@ class _Pty:
     thread: threading.Thread | None = None
 
 
-class SlcanDevice:
+class SlcanDevice(Running):
     """An slcan adapter on a pty, bridged to a python-can bus (which stays the caller's).
 
     The bridged bus must allow ``send`` from one thread while another is in ``recv``
@@ -421,18 +421,6 @@ class SlcanDevice:
         self._frames_overrun = 0
         self._replies_dropped = 0
         self._bus_errors = 0
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def port(self) -> str:

@@ -46,6 +46,7 @@ import can
 
 from tcu.can.encoder import FrameEncoder, counter_modulus
 from tcu.errors import BusError, ConfigError
+from tcu.lifecycle import Running
 from tcu.storyline.generator import talks
 from tcu.storyline.story import Storyline
 from tcu.storyline.traffic import DERIVED, FrameContext
@@ -552,7 +553,7 @@ class DriverCounts:
     other_frames: int = 0
 
 
-class SimDriver:
+class SimDriver(Running):
     """One thread: waits for request frames until the next slot, answers, sends what is due."""
 
     def __init__(
@@ -582,13 +583,6 @@ class SimDriver:
     @property
     def now(self) -> float:
         return self.clock() - self._t0
-
-    def __enter__(self) -> SimDriver:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def start(self) -> None:
         if self._thread is not None:
