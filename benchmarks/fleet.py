@@ -22,11 +22,12 @@ Last lines:
     cpu per van: C ms/s
     memory per van: M KiB
 
-The fleet figures of ``tcu fleet`` (vans per process at 0.1 Hz, virtual vehicle-hours per
-wall second) belong in `fleet_figures`, once that command exists.
+Before them, the figures of ``tcu fleet`` from ``benchmarks/fleet_vans.py`` (run in a child
+process): ``fleet virtual vehicle-hours per wall second``, ``fleet vans per process at 0.1
+Hz``, and CPU and memory per van against bare MQTT clients.
 
     python benchmarks/fleet.py [--vans 200] [--records 100] [--batch 5] [--window 4]
-                               [--rounds 2]
+                               [--rounds 2] [--fleet-vans 1000,2000,5000,10000]
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import argparse
 import asyncio
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -114,12 +116,18 @@ async def one_round(
     }
 
 
-def fleet_figures() -> list[str]:
-    """``tcu fleet`` figures: vans per process at 0.1 Hz, virtual vehicle-hours per second.
-
-    They come with the fleet driver; until then there is nothing to print here.
+def fleet_figures(sizes: str) -> list[str]:
+    """``tcu fleet`` figures from ``benchmarks/fleet_vans.py``, run here in a child process:
+    vans per process at 0.1 Hz, virtual vehicle-hours per wall second, CPU and memory per van.
     """
-    return []
+    if not sizes:
+        return []
+    script = Path(__file__).with_name("fleet_vans.py")
+    done = subprocess.run(
+        [sys.executable, str(script), "--vans", sizes], capture_output=True, text=True
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("fleet ")]
+    return lines or [f"fleet figures: fleet_vans.py failed: {done.stderr.strip()[-300:]}"]
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -156,7 +164,7 @@ async def main_async(args: argparse.Namespace) -> None:
             f"{config[0]:<12}{config[1]:>8}{median(config, 'rate'):>12,.0f}"
             f"{median(config, 'p99_ms'):>12,.0f}"
         )
-    for line in fleet_figures():
+    for line in fleet_figures(args.fleet_vans):
         print(line)
     sqlite_ratio = median(("sqlite", 2), "rate") / median(("sqlite", 1), "rate")
     pg_ratio = median(("postgresql", 2), "rate") / median(("postgresql", 1), "rate")
@@ -178,6 +186,11 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=5)
     parser.add_argument("--window", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--fleet-vans",
+        default="1000,2000,5000,10000",
+        help="fleet sizes for the tcu fleet lines (fleet_vans.py --vans); '' to skip them",
+    )
     args = parser.parse_args()
     for name in ("vans", "records", "batch", "window", "rounds"):
         if getattr(args, name) < 1:
