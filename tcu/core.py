@@ -13,6 +13,7 @@ Every frame the core does not use is counted by why (error, remote, unknown id, 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -55,6 +56,7 @@ class TcuCore:
         self.decoder = FrameDecoder(mapping, self.state)
         self.mapping = mapping
         self.counts = FrameCounts()
+        self.unknown_ids: Counter[int] = Counter()  # frames per id the mapping does not decode
         self.parts: list[Part] = list(parts)
         self.next_deadline = float("inf")
         self._slots = self.decoder.slots
@@ -96,11 +98,11 @@ class TcuCore:
         if msg.is_remote_frame:
             counts.remote_frames += 1
             return NO_ACTIONS
-        slot = self._slots.get(
-            msg.arbitration_id | EXTENDED if msg.is_extended_id else msg.arbitration_id
-        )
+        key = msg.arbitration_id | EXTENDED if msg.is_extended_id else msg.arbitration_id
+        slot = self._slots.get(key)
         if slot is None:
             self._stats.unknown_id_frames += 1
+            self.unknown_ids[key] += 1
             return NO_ACTIONS
         data = msg.data
         if data == slot.last:

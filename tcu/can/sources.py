@@ -257,8 +257,7 @@ class TraceSource:
         n = 0
         ended = False
         try:
-            for msg in reader:
-                n += 1
+            for n, msg in enumerate(reader, 1):  # noqa: B007 - n is read after the loop
                 yield msg
             ended = True
         except (EOFError, OSError) as e:

@@ -121,28 +121,12 @@ def _file_progress(
 
 
 class _IdCount:
-    """Counts the frames of every identifier the decoder has no slot for."""
+    """The frames of every identifier the decoder has no slot for, as the core counted them."""
 
-    def __init__(self, known: Any) -> None:
-        self.known = known
-        self.unknown: Counter[int] = Counter()
-        self.data_frames = 0
-
-    def __call__(self, frames: Iterator[can.Message]) -> Iterator[can.Message]:
-        known, unknown = self.known, self.unknown
-        n = 0
-        try:
-            for msg in frames:
-                if not (msg.is_error_frame or msg.is_remote_frame):
-                    n += 1
-                    key = (
-                        msg.arbitration_id | EXTENDED if msg.is_extended_id else msg.arbitration_id
-                    )
-                    if key not in known:
-                        unknown[key] += 1
-                yield msg
-        finally:
-            self.data_frames += n
+    def __init__(self, core: Any) -> None:
+        self.unknown: Counter[int] = core.unknown_ids
+        counts = core.counts
+        self.data_frames: int = counts.frames - counts.error_frames - counts.remote_frames
 
     def rows(self) -> list[dict[str, Any]]:
         return [
@@ -247,7 +231,6 @@ def replay_file(opts: ReplayOptions, *, progress: Progress | None = None) -> Rep
             scheduled.append(command(spec))
         except ValueError as e:
             raise ConfigError(f"--command {e}") from None
-    ids = _IdCount({})
     frames: Iterator[can.Message] = iter(source)
     try:
         first = next(frames, None)
@@ -283,10 +266,9 @@ def replay_file(opts: ReplayOptions, *, progress: Progress | None = None) -> Rep
         )
         stack.callback(world.close)
         command_ids = _schedule_commands(world, scheduled)
-        ids.known = world.core.decoder.slots
         try:
             stats = world.replay(
-                ids(itertools.chain([first], frames) if first is not None else frames),
+                itertools.chain([first], frames) if first is not None else frames,
                 start=opts.start,
                 stop=opts.stop,
                 speed=opts.speed,
@@ -299,6 +281,7 @@ def replay_file(opts: ReplayOptions, *, progress: Progress | None = None) -> Rep
         finally:
             if out is not None:
                 out.writer.stop()
+        ids = _IdCount(world.core)
         warnings = list(setup.warnings) + source.warnings
         if source.truncated and not source.warnings:
             warnings.append(f"{opts.trace}: trace ends in a damaged record; read up to it")
