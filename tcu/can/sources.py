@@ -27,7 +27,9 @@ from __future__ import annotations
 import contextlib
 import gzip
 import io
+import itertools
 from collections.abc import Iterator
+from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any
 
@@ -254,27 +256,37 @@ class TraceSource:
 
     def _iter_binary(self) -> Iterator[can.Message]:
         reader = self._open_binary()
-        n = 0
+        counter = itertools.count()
         ended = False
+        read: list[int] = []
+
+        def frames() -> int:
+            """How many frames the reader gave (the counter's next value, taken once)."""
+            if not read:
+                read.append(next(counter))
+            return read[0]
+
         try:
-            for n, msg in enumerate(reader, 1):  # noqa: B007 - n is read after the loop
-                yield msg
+            # counted in C (zip takes the frame first, so the counter never runs ahead)
+            yield from map(itemgetter(0), zip(reader, counter, strict=False))
             ended = True
         except (EOFError, OSError) as e:
             self.truncated = True
             self._bad("after the last good frame", e)
             if self.gzipped:
-                self._cut_gzip(e, f"frame {n:,}")
+                self._cut_gzip(e, f"frame {frames():,}")
         except Exception as e:  # noqa: BLE001 - a damaged object ends a binary file
             self.truncated = True
             self._bad("after the last good frame", e)
-            self._warn(f"damaged {self.suffix} object after frame {n:,}: read up to it ({e})")
+            self._warn(
+                f"damaged {self.suffix} object after frame {frames():,}: read up to it ({e})"
+            )
         else:
             ended = True
         finally:
-            self.frames_read = n
+            self.frames_read = frames()
             if ended and isinstance(reader, can.io.blf.BLFReader):
-                self._blf_end(reader, n)
+                self._blf_end(reader, self.frames_read)
             reader.stop()
             if self._raw is not None:
                 self._raw.close()
