@@ -49,7 +49,7 @@ from cloud_stub.broker import MosquittoProcess  # noqa: E402
 from cloud_stub.keys import load_backend_key  # noqa: E402
 from cloud_stub.loadgen import ServeProcess, SimVan, drive, register  # noqa: E402
 from cloud_stub.pgserver import PostgresCluster  # noqa: E402
-from cloud_stub.store import open_store  # noqa: E402
+from cloud_stub.stores import open_store  # noqa: E402
 from cloud_stub.testing import VehicleDouble  # noqa: E402
 from cloud_stub.workers import raise_fd_limit  # noqa: E402
 

@@ -37,7 +37,7 @@ from cloud_stub.ingest import DEFAULT_PREFIX, Ingest, Publish
 from cloud_stub.keys import load_backend_key
 from cloud_stub.registry import Registry
 from cloud_stub.service import REGISTRY_FILE, STORE_FILE, write_json_atomic
-from cloud_stub.store import open_store
+from cloud_stub.stores import open_store
 
 __all__ = ["MAX_GROUP", "QUEUE", "AmqpWorker", "routing_key"]
 

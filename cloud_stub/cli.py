@@ -40,7 +40,7 @@ from cloud_stub.service import (
     read_stats,
     write_json_atomic,
 )
-from cloud_stub.store import open_store
+from cloud_stub.stores import open_store
 from cloud_stub.workers import (
     POOL_FILE,
     WorkerConfig,
@@ -53,9 +53,9 @@ from cloud_stub.workers import (
     worker_client_id,
 )
 from tcu import __version__, validate
-from tcu.cli.main import Parser, add_verbosity_arguments
 from tcu.errors import TcuError
 from tcu.telemetry.codec.cose import key_id, public_key_from_pem
+from tcu.validate import Parser, add_verbosity_arguments
 
 __all__ = ["main"]
 

@@ -45,7 +45,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, cast, get_args
+from typing import Any, Final, Literal, Protocol, TypeAlias, cast, get_args
 
 from cloud_stub.errors import IngestRefused
 from cloud_stub.keys import BackendKey
@@ -63,9 +63,6 @@ from tcu.telemetry.codec.schema import (
     encode_ack,
 )
 from tcu.telemetry.records import is_vin
-
-if TYPE_CHECKING:
-    from cloud_stub.mailbox import Mailbox
 
 __all__ = [
     "DEFAULT_MAX_PAYLOAD",
@@ -143,6 +140,18 @@ class Refused:
 Reply: TypeAlias = Publish | Refused
 
 
+class Downlinks(Protocol):
+    """The downlinks waiting for vehicles (``cloud_stub.mailbox.Mailbox``), as ingest uses them."""
+
+    def heard(self, vin: str, now: float) -> list[Publish]:
+        """A verified message from ``vin``: what waited for it goes out now."""
+        ...
+
+    def answered(self, vin: str, command_id: str, counter: int) -> tuple[bool, list[Publish]]:
+        """A verified status names a downlink: was it ours, and what to clear."""
+        ...
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class IngestStats:
     """Counters since this `Ingest` was created."""
@@ -191,7 +200,7 @@ class Ingest:
         backend_key: BackendKey,
         prefix: str = DEFAULT_PREFIX,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
-        mailbox: Mailbox | None = None,
+        mailbox: Downlinks | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not prefix or prefix.startswith("/") or prefix.endswith("/") or "+" in prefix:

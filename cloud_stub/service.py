@@ -55,7 +55,7 @@ from cloud_stub.ingest import DEFAULT_MAX_PAYLOAD, DEFAULT_PREFIX, Ingest, Inges
 from cloud_stub.keys import load_backend_key
 from cloud_stub.mailbox import MAILBOX_FILE, Mailbox
 from cloud_stub.registry import Registry
-from cloud_stub.store import open_store
+from cloud_stub.stores import open_store
 
 __all__ = [
     "CLIENT_ID",

@@ -28,7 +28,6 @@ halves of one van's records stored by two workers end with the right ack.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -38,12 +37,11 @@ from typing import Any, ClassVar, Final
 import cbor2
 
 from cloud_stub.db import SqliteFile
-from cloud_stub.errors import CloudError
 from tcu.lifecycle import Closing
 from tcu.telemetry.codec.schema import BatchMessage, StatusMessage, dumps
 from tcu.telemetry.records import KIND_CODES
 
-__all__ = ["BatchResult", "Progress", "RecordStore", "Store", "StoredRecord", "open_store"]
+__all__ = ["BatchResult", "Progress", "RecordStore", "Store", "StoredRecord"]
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS records (
@@ -436,20 +434,6 @@ class Store(SqliteFile, RecordStore):
     def _rollback(self) -> None:
         if self._db.in_transaction:
             self._db.execute("ROLLBACK")
-
-
-def open_store(target: str | os.PathLike[str]) -> RecordStore:
-    """`Store` at a file path, or `PostgresStore` for a ``postgresql://`` URL."""
-    where = os.fspath(target)
-    if where.startswith(("postgresql://", "postgres://")):
-        try:
-            from cloud_stub.store_pg import PostgresStore
-        except ImportError:
-            raise CloudError(
-                "a postgresql:// store needs psycopg: pip install 'tcu-sim[scale]'"
-            ) from None
-        return PostgresStore(where)
-    return Store(where)
 
 
 def _missing(batch: BatchMessage) -> list[tuple[int, int]]:

@@ -7,7 +7,7 @@ message that quotes the value. argparse puts the option's name in front
 value never reaches the code behind the option, and no subcommand parses a number itself.
 
 Times are seconds (``90``, ``1.5``) or ``H:MM:SS[.f]`` (``0:01:30``), read by the scenario
-language's own ``parse_time``; NaN, infinities and negative values are refused, and so is
+language's ``parse_time`` (kept here); NaN, infinities and negative values are refused, and so is
 anything beyond ``MAX_SECONDS`` (ten years of vehicle time), so that no later arithmetic
 meets a number it cannot handle. ``--command T:NAME[:ARG]`` splits at the first command
 name, so T may itself hold colons (``0:01:00:lock``), and its argument is checked as the
@@ -21,15 +21,18 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 
 from tcu.errors import ConfigError, TcuError
 from tcu.events import Command
-from tcu.scenario.cases import parse_time
 from tcu.services.config import parse_hhmm
 from tcu.vehicle.catalogue import COMMAND_NAMES
+
+if TYPE_CHECKING:
+    from tcu.runtime.mqtt import BrokerURL
 
 MAX_SECONDS: Final = 10 * 365 * 86400.0
 MAX_SPEED: Final = 1e6
@@ -169,6 +172,28 @@ def out_trace(text: str) -> Path:
     return path
 
 
+_HMS = re.compile(r"(\d+):([0-5]\d):([0-5]\d(?:\.\d+)?)")
+
+
+def parse_time(value: object) -> float:
+    """A time as the scenario language and every time option write it: seconds from a
+    number >= 0 or ``"H:MM:SS[.f]"``; ValueError otherwise."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a time, got {value!r}")
+    if isinstance(value, int | float):
+        t = float(value)
+    elif isinstance(value, str):
+        m = _HMS.fullmatch(value.strip())
+        if m is None:
+            raise ValueError(f'expected seconds or "H:MM:SS", got {value!r}')
+        t = int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
+    else:
+        raise ValueError(f"expected a time, got {value!r}")
+    if not math.isfinite(t) or t < 0:
+        raise ValueError(f"a time must be a finite number >= 0, got {value!r}")
+    return t
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class InjectedCommand:
     """``--command T:NAME[:ARG]``: a command to hand the core at vehicle time ``t``."""
@@ -217,3 +242,55 @@ def check_window(start: float | None, stop: float | None) -> None:
     """``--start`` must lie before ``--stop`` when both are given."""
     if start is not None and stop is not None and not start < stop:
         raise ConfigError(f"--start {start:g} s must be before --stop {stop:g} s")
+
+
+def add_broker_arguments(
+    parser: Any, default: str | None = None, *, also: tuple[str, ...] = ()
+) -> None:
+    """``--broker URL`` plus ``--ca``, ``--cert``, ``--key`` for an mqtts:// broker.
+
+    ``also`` names words the command takes in place of a URL (``tcu demo``'s mosquitto-tls).
+    """
+
+    def broker(text: str) -> str:
+        return text if text in also else broker_url(text)
+
+    parser.add_argument(
+        "--broker",
+        default=default,
+        type=broker,
+        metavar="URL",
+        help="mqtt://HOST:PORT or mqtts://HOST:PORT" + "".join(f", or {w}" for w in also),
+    )
+    parser.add_argument("--ca", help="CA certificate file (PEM) for mqtts://")
+    parser.add_argument("--cert", help="client certificate file (PEM) for mqtts://")
+    parser.add_argument("--key", help="client private key file (PEM) for mqtts://")
+
+
+def broker_from_args(args: Any) -> BrokerURL:
+    """The ``BrokerURL`` of ``--broker`` and its TLS files."""
+    from tcu.runtime.mqtt import BrokerURL
+
+    return BrokerURL.parse(args.broker, ca=args.ca, cert=args.cert, key=args.key)
+
+
+# --- the command lines both programs share ---------------------------------------------
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with the project's error line: ``error: ...`` (and where to look), exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def add_verbosity_arguments(p: argparse.ArgumentParser) -> None:
+    """``-v``/``-q`` on one parser (tcu's subcommands and cloud-stub's share them)."""
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="say more (-v: log INFO, -vv: DEBUG)",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="say less: no progress, only errors")

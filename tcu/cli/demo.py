@@ -25,10 +25,11 @@ from cloud_stub.provisioning import certification, registration
 from tcu.compose.online import OnlineOptions, OnlineReport, reference_traces, run_online
 from tcu.errors import ConfigError, TcuError
 from tcu.output import shown_path, table
-from tcu.runtime.mqtt import BrokerURL, add_broker_arguments, broker_from_args
+from tcu.runtime.mqtt import BrokerURL
 from tcu.services import DEFAULT_VIN
 from tcu.telemetry.storage.certificate import request_certificate
 from tcu.telemetry.storage.identity import provision
+from tcu.validate import add_broker_arguments, broker_from_args
 
 MOSQUITTO_TLS = "mosquitto-tls"
 

@@ -19,7 +19,7 @@ from typing import Any
 from tcu.compose.fleet import FleetOptions, FleetReport, run_fleet, status_line
 from tcu.errors import ConfigError
 from tcu.output import Progress, table
-from tcu.runtime.mqtt import add_broker_arguments, broker_from_args
+from tcu.validate import add_broker_arguments, broker_from_args
 
 
 def _seconds(text: str) -> float:

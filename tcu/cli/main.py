@@ -22,6 +22,7 @@ from typing import Any
 
 from tcu import __version__
 from tcu.errors import TcuError
+from tcu.validate import Parser, add_verbosity_arguments
 
 SUBCOMMANDS = (
     "demo",
@@ -35,13 +36,6 @@ SUBCOMMANDS = (
     "slcan_device",
     "fleet",
 )
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse with the project's error line: ``error: ...`` (and where to look), exit 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,18 +52,6 @@ def build_parser() -> argparse.ArgumentParser:
         module.register(sub)
     _add_verbosity(sub)
     return parser
-
-
-def add_verbosity_arguments(p: argparse.ArgumentParser) -> None:
-    """``-v``/``-q`` on one parser (tcu's subcommands and cloud-stub's share them)."""
-    p.add_argument(
-        "-v",
-        "--verbose",
-        action="count",
-        default=0,
-        help="say more (-v: log INFO, -vv: DEBUG)",
-    )
-    p.add_argument("-q", "--quiet", action="store_true", help="say less: no progress, only errors")
 
 
 def _add_verbosity(sub: Any) -> None:

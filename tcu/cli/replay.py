@@ -16,7 +16,7 @@ from tcu.compose.replay import ReplayOptions, ReplayReport
 from tcu.errors import ConfigError
 from tcu.output import Progress, fold_unknown, table
 from tcu.plot.outputs import Outputs, add_output_arguments, output_options
-from tcu.runtime.mqtt import add_broker_arguments, broker_from_args
+from tcu.validate import add_broker_arguments, broker_from_args
 
 TOP_UNKNOWN_IDS = 20
 

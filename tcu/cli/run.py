@@ -18,7 +18,8 @@ from tcu.link.sim import LinkConfig
 from tcu.output import table
 from tcu.runtime.bus import resolve_bus
 from tcu.runtime.live import LiveOptions, LiveReport, LiveSession, StatusLine, serve
-from tcu.runtime.mqtt import PROTOCOLS, add_broker_arguments, broker_from_args
+from tcu.runtime.mqtt import PROTOCOLS
+from tcu.validate import add_broker_arguments, broker_from_args
 
 
 def register(sub: Any) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from tcu import validate
 from tcu.errors import ConfigError
 from tcu.output import Progress
+from tcu.scenario.pages import CaseRecorder
 from tcu.scenario.world import add_shared_options
 
 
@@ -97,7 +98,13 @@ def run_command(args: argparse.Namespace) -> int:
         raise ConfigError(f"--report {report}: not a folder")
     try:
         results = run_cases(
-            cases, jobs=jobs, options=options, world=args.world, on_result=on_result, report=report
+            cases,
+            jobs=jobs,
+            options=options,
+            world=args.world,
+            on_result=on_result,
+            report=report,
+            recorder=CaseRecorder,
         )
     finally:
         progress.close()
@@ -110,7 +117,7 @@ def run_command(args: argparse.Namespace) -> int:
             print(r.render())
             print()
     if report is not None:
-        from tcu.plot.scenario import write_index
+        from tcu.scenario.pages import write_index
 
         print(f"report: {write_index(report, results)}")
     if args.junit_xml:

@@ -69,6 +69,7 @@ from cloud_stub.registry import Registry
 from cloud_stub.service import REGISTRY_FILE, STORE_FILE, Backend, read_stats
 from cloud_stub.store import Store
 from tcu.can.setup import BusSetup, load_bus_setup
+from tcu.compose.memory import scratch_dir
 from tcu.compose.online import _reachable as reachable
 from tcu.errors import ConfigError, TcuError
 from tcu.events import Action
@@ -77,7 +78,6 @@ from tcu.runtime.host import Host, Sink, WallClock
 from tcu.runtime.memory import Delivered, MemoryTransport
 from tcu.runtime.mqtt import BrokerURL, TelemetryUplink
 from tcu.runtime.replay import TICK, ReplayDriver
-from tcu.scenario.scenario_world import scratch_dir
 from tcu.services import VehicleConfig
 from tcu.storyline import fleet as stories
 from tcu.telemetry.codec.cose import key_id, public_key_to_pem

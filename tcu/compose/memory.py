@@ -12,6 +12,7 @@ scenario steps and sinks of their own.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,13 @@ from tcu.telemetry.storage.identity import load_identity, provision
 from tcu.telemetry.storage.outbox import Outbox
 
 OUTBOX_FILE = "outbox.sqlite"
+
+
+def scratch_dir() -> str | None:
+    """Where case directories go: memory-backed when the system has it (SQLite's syncs
+    cost nothing there), else the default temporary directory."""
+    shm = Path("/dev/shm")
+    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK | os.X_OK) else None
 
 
 class MemoryWorld:

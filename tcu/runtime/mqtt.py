@@ -39,7 +39,6 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from tcu import validate
 from tcu.errors import ConfigError
 from tcu.runtime.backoff import Backoff
 from tcu.telemetry.uplink import UplinkQueue, UplinkStats
@@ -129,33 +128,6 @@ class BrokerURL:
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"broker TLS files: {exc}") from None
         return context
-
-
-def add_broker_arguments(
-    parser: Any, default: str | None = None, *, also: tuple[str, ...] = ()
-) -> None:
-    """``--broker URL`` plus ``--ca``, ``--cert``, ``--key`` for an mqtts:// broker.
-
-    ``also`` names words the command takes in place of a URL (``tcu demo``'s mosquitto-tls).
-    """
-
-    def broker(text: str) -> str:
-        return text if text in also else validate.broker_url(text)
-
-    parser.add_argument(
-        "--broker",
-        default=default,
-        type=broker,
-        metavar="URL",
-        help="mqtt://HOST:PORT or mqtts://HOST:PORT" + "".join(f", or {w}" for w in also),
-    )
-    parser.add_argument("--ca", help="CA certificate file (PEM) for mqtts://")
-    parser.add_argument("--cert", help="client certificate file (PEM) for mqtts://")
-    parser.add_argument("--key", help="client private key file (PEM) for mqtts://")
-
-
-def broker_from_args(args: Any) -> BrokerURL:
-    return BrokerURL.parse(args.broker, ca=args.ca, cert=args.cert, key=args.key)
 
 
 # --- topics ----------------------------------------------------------------------------------

@@ -90,25 +90,6 @@ RESERVED_TAGS = frozenset(
     }
 )
 TAG_RE = re.compile(r"[a-z][a-z0-9_]*")
-_HMS = re.compile(r"(\d+):([0-5]\d):([0-5]\d(?:\.\d+)?)")
-
-
-def parse_time(value: object) -> float:
-    """Seconds from a number >= 0 or ``"H:MM:SS[.f]"``; ValueError otherwise."""
-    if isinstance(value, bool):
-        raise ValueError(f"expected a time, got {value!r}")
-    if isinstance(value, int | float):
-        t = float(value)
-    elif isinstance(value, str):
-        m = _HMS.fullmatch(value.strip())
-        if m is None:
-            raise ValueError(f'expected seconds or "H:MM:SS", got {value!r}')
-        t = int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
-    else:
-        raise ValueError(f"expected a time, got {value!r}")
-    if not math.isfinite(t) or t < 0:
-        raise ValueError(f"a time must be a finite number >= 0, got {value!r}")
-    return t
 
 
 def format_time(t: float) -> str:

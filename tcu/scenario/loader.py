@@ -46,12 +46,12 @@ from tcu.scenario.cases import (
     TraceSpec,
     VehicleSpec,
     Where,
-    parse_time,
 )
 from tcu.scenario.discover import find_files
 from tcu.services.config import DEFAULT_VIN, VehicleConfig, parse_hhmm
 from tcu.services.sessions import TABLES
 from tcu.services.verdicts import OUTCOMES, REASON_CODES, SERVICES
+from tcu.validate import parse_time
 from tcu.vehicle.catalogue import CATALOGUE, COMMAND_NAMES, DEPARTURE_TIME
 
 MAX_BYTES = 1 << 20

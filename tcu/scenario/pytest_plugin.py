@@ -47,7 +47,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     report = session.config.getoption("scenario_report")
     results = session.config.stash.get(RESULTS, [])
     if report and results:
-        from tcu.plot.scenario import write_index
+        from tcu.scenario.pages import write_index
 
         write_index(Path(report), results)
 
@@ -117,15 +117,18 @@ class ScenarioItem(pytest.Item):
 
         config = self.config
         report = config.getoption("scenario_report")
+        from tcu.scenario.pages import CaseRecorder
+
         result = run_case(
             self.case,
             options=WorldOptions(broker=config.getoption("scenario_broker")),
             factory=resolve_factory(config.getoption("scenario_world")),
             report=Path(report) if report else None,
+            recorder=CaseRecorder if report else None,
         )
         self.user_properties.append(("vehicle_time_s", round(result.vehicle_time_s, 6)))
         if report:
-            from tcu.plot.scenario import result_page
+            from tcu.scenario.pages import result_page
 
             config.stash[RESULTS].append(result)
             page = str(result_page(Path(report), result).resolve())

@@ -102,7 +102,7 @@ def junit_xml(results: Sequence[CaseResult], report: Path | None = None) -> ET.E
             ET.SubElement(props, "property", name="vehicle_time_s", value=f"{r.vehicle_time_s:g}")
             ET.SubElement(props, "property", name="tags", value=_clean(",".join(r.tags)))
             if report is not None:
-                from tcu.plot.scenario import result_page
+                from tcu.scenario.pages import result_page
 
                 page = str(result_page(report, r).resolve())
                 ET.SubElement(props, "property", name="report", value=_clean(page))

@@ -23,15 +23,15 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from tcu.errors import TcuError
-from tcu.plot.scenario import CaseRecorder
 from tcu.scenario.cases import Case, Expectation, ScenarioFile, format_time
 from tcu.scenario.loader import load_file
 from tcu.scenario.world import (
     FieldCheck,
     NotSupported,
+    Observation,
     World,
     WorldFactory,
     WorldOptions,
@@ -61,6 +61,23 @@ class Failure:
         if self.fields:
             lines.append(_diff_table(self.fields, self.context))
         return "\n".join(lines)
+
+
+class Pages(Protocol):
+    """What keeps a case's page while it runs (``tcu.scenario.pages.CaseRecorder``)."""
+
+    def checked(
+        self,
+        step: str,
+        expectation: Expectation,
+        observation: Observation | None,
+        error: str = "",
+    ) -> None: ...
+
+    def write(self, report: Path, result: CaseResult) -> Path: ...
+
+
+Recorder = Callable[[Case, World], Pages]
 
 
 def show(value: Any) -> str:
@@ -134,7 +151,7 @@ def _expect(
     expectations: Iterable[Expectation],
     now: float,
     step: str,
-    pages: CaseRecorder | None = None,
+    pages: Pages | None = None,
 ) -> list[Failure]:
     failures = []
     for exp in expectations:
@@ -175,16 +192,20 @@ def run_case(
     options: WorldOptions | None = None,
     factory: WorldFactory | None = None,
     report: Path | None = None,
+    recorder: Recorder | None = None,
 ) -> CaseResult:
     """Run one case in a new world; TcuError (a bad trace, a bad option) propagates.
 
-    With ``report`` (a folder) the case's page is written there (``tcu.plot.scenario``).
+    With ``report`` (a folder) the case's page, kept by ``recorder(case, world)`` (such as
+    ``tcu.scenario.pages.CaseRecorder``), is written there.
     """
+    if report is not None and recorder is None:
+        raise ValueError("a report folder needs a recorder of the case's page")
     options = options or WorldOptions()
     factory = factory or resolve_factory()
     wall0 = time.perf_counter()
     world = factory(case, options)
-    pages = CaseRecorder(case, world) if report is not None else None
+    pages = recorder(case, world) if report is not None and recorder is not None else None
     failures: list[Failure] = []
     outcome: Outcome = "passed"
     now = 0.0
@@ -255,11 +276,17 @@ def _load(path: str) -> ScenarioFile:
 
 
 def _run_job(
-    path: str, index: int, broker: str, world: str | None, report: Path | None
+    path: str,
+    index: int,
+    broker: str,
+    world: str | None,
+    report: Path | None,
+    recorder: Recorder | None,
 ) -> CaseResult:
     case = _load(path).cases[index]
     options = WorldOptions(broker=broker)
-    return run_case(case, options=options, factory=resolve_factory(world), report=report)
+    factory = resolve_factory(world)
+    return run_case(case, options=options, factory=factory, report=report, recorder=recorder)
 
 
 def run_cases(
@@ -270,6 +297,7 @@ def run_cases(
     world: str | None = None,
     on_result: Callable[[CaseResult], None] | None = None,
     report: Path | None = None,
+    recorder: Recorder | None = None,
 ) -> list[CaseResult]:
     """Run ``cases`` (in ``jobs`` processes when > 1); results in the order of ``cases``.
 
@@ -282,14 +310,16 @@ def run_cases(
     if jobs <= 1 or len(cases) <= 1:
         factory = resolve_factory(world)
         for i, case in enumerate(cases):
-            results[i] = run_case(case, options=options, factory=factory, report=report)
+            results[i] = run_case(
+                case, options=options, factory=factory, report=report, recorder=recorder
+            )
             if on_result is not None:
                 on_result(results[i])  # type: ignore[arg-type]
     else:
         resolve_factory(world)
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             futures = {
-                pool.submit(_run_job, c.file, c.index, options.broker, world, report): i
+                pool.submit(_run_job, c.file, c.index, options.broker, world, report, recorder): i
                 for i, c in enumerate(cases)
             }
             try:

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import shutil
 import tempfile
 from collections import Counter
@@ -46,7 +45,7 @@ from typing import Any
 
 from cloud_stub.commands import SignedDownlink, expired, forge, replayed
 from cloud_stub.errors import CloudError
-from tcu.compose.memory import MemoryWorld
+from tcu.compose.memory import MemoryWorld, scratch_dir
 from tcu.compose.relay import BrokerRelay
 from tcu.compose.replay import DEFAULT_HOME_PLMN
 from tcu.events import Action, Emit
@@ -88,13 +87,6 @@ class _Sent:
     t: float
     handled_at: float | None = None
     refused: str | None = None
-
-
-def scratch_dir() -> str | None:
-    """Where case directories go: memory-backed when the system has it (SQLite's syncs
-    cost nothing there), else the default temporary directory."""
-    shm = Path("/dev/shm")
-    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK | os.X_OK) else None
 
 
 def uses_link(case: Case) -> bool:

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from cloud_stub.pgserver import PostgresCluster, find_postgres
-from cloud_stub.store import RecordStore, open_store
+from cloud_stub.store import RecordStore
+from cloud_stub.stores import open_store
 
 
 def require_service(found: object, message: str) -> None:

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from cloud_stub.errors import CloudError
-from cloud_stub.store import RecordStore, Store, open_store
+from cloud_stub.store import RecordStore, Store
+from cloud_stub.stores import open_store
 from cloud_stub.testing import VehicleDouble
 from tcu.telemetry.codec.schema import BatchMessage, StatusMessage, decode_batch
 

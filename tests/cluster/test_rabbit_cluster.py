@@ -21,7 +21,7 @@ import pytest
 from cloud_stub.keys import load_backend_key
 from cloud_stub.loadgen import ServeProcess, SimVan, drive, register
 from cloud_stub.rabbitcluster import RabbitCluster, find_rabbitmq
-from cloud_stub.store import open_store
+from cloud_stub.stores import open_store
 from cloud_stub.testing import VehicleDouble
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
