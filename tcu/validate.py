@@ -294,3 +294,19 @@ def add_verbosity_arguments(p: argparse.ArgumentParser) -> None:
         help="say more (-v: log INFO, -vv: DEBUG)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="say less: no progress, only errors")
+
+
+def add_window_and_commands(parser: argparse.ArgumentParser) -> None:
+    """``--start``, ``--stop`` and ``--command``, as ``tcu replay`` and ``tcu plot`` take them."""
+    parser.add_argument(
+        "--start", type=seconds, help="vehicle time to start at (seconds or H:MM:SS)"
+    )
+    parser.add_argument("--stop", type=seconds, help="vehicle time to stop at (seconds or H:MM:SS)")
+    parser.add_argument(
+        "--command",
+        action="append",
+        default=[],
+        type=command,
+        metavar="T:NAME[:ARG]",
+        help="inject a command at vehicle time T, seconds or H:MM:SS (repeatable)",
+    )

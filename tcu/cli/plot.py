@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tcu import validate
 from tcu.compose.replay import ReplayOptions, ReplayReport, replay_file
 from tcu.output import Progress
 from tcu.plot.outputs import Outputs, add_output_arguments, output_options
@@ -33,15 +34,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--dbc", help="CAN database (DBC, KCD, ARXML); needs --mapping")
     p.add_argument("--mapping", help="mapping file from DBC signals to the signal catalogue")
-    p.add_argument("--start", type=float, help="vehicle time (s) to start at")
-    p.add_argument("--stop", type=float, help="vehicle time (s) to stop at")
-    p.add_argument(
-        "--command",
-        action="append",
-        default=[],
-        metavar="T:NAME[:ARG]",
-        help="inject a command at vehicle time T (repeatable)",
-    )
+    validate.add_window_and_commands(p)
     add_output_arguments(p)
     p.set_defaults(func=run)
     intermixed(p)
@@ -90,6 +83,7 @@ def _fields(opts: ReplayOptions) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    validate.check_window(args.start, args.stop)
     outputs = Outputs(output_options(args, args.output, args.signals, "-o"))
     opts = ReplayOptions(
         trace=Path(args.trace),

@@ -36,20 +36,7 @@ def register(sub: Any) -> None:
         "--speed", type=validate.speed, help="pace at X times real time (0.001 to 1e6)"
     )
     pace.add_argument("--realtime", action="store_true", help="keep the trace's timing")
-    p.add_argument(
-        "--start", type=validate.seconds, help="vehicle time to start at (seconds or H:MM:SS)"
-    )
-    p.add_argument(
-        "--stop", type=validate.seconds, help="vehicle time to stop at (seconds or H:MM:SS)"
-    )
-    p.add_argument(
-        "--command",
-        action="append",
-        default=[],
-        type=validate.command,
-        metavar="T:NAME[:ARG]",
-        help="inject a command at vehicle time T, seconds or H:MM:SS (repeatable)",
-    )
+    validate.add_window_and_commands(p)
     p.add_argument(
         "--out-trace",
         type=validate.out_trace,
